@@ -6,6 +6,8 @@
 //! that onto its link (USB bulk transfers, AOSP TCP frames, an in-process channel, a mock).
 //! The same trait serves the device side of the simulator.
 
+pub mod usb;
+
 use std::time::Duration;
 
 pub mod inproc;
