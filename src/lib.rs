@@ -7,3 +7,5 @@
 pub mod sparse;
 pub mod transport;
 pub mod fastboot;
+pub mod sim;
+pub mod cli;

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod image;
 
 pub use client::{DeviceMessage, FastbootClient};
 pub use codec::{Command, RebootTarget, Response};

@@ -50,7 +50,6 @@ pub struct SimDevice {
     capture: Option<PathBuf>,
     captured: u64,
     staged: Option<u64>,
-    pub(crate) crc: super::crc::CrcState,
 }
 
 enum Next {
@@ -74,7 +73,6 @@ impl SimDevice {
             capture: options.capture,
             captured: 0,
             staged: None,
-            crc: Default::default(),
         })
     }
 
@@ -480,9 +478,6 @@ impl SimDevice {
         if CRC_PSEUDO_PARTITIONS.contains(&name) {
             return match std::fs::read(&staged) {
                 Ok(bytes) => {
-                    if let Err(m) = self.crc.load_list(name, &bytes) {
-                        return Response::Fail(m);
-                    }
                     match std::fs::write(self.store.partition_path(name), &bytes) {
                         Ok(()) => Response::Okay(String::new()),
                         Err(e) => Response::Fail(format!("Write of {name} failed: {e}")),
@@ -504,7 +499,6 @@ impl SimDevice {
             return Err(format!("Image size {len} exceeds partition {name} size {limit}"));
         }
         let staged = self.store.staged_path();
-        self.crc.check_raw(name, &staged)?;
         for t in targets {
             std::fs::copy(&staged, self.store.partition_path(t)).map_err(|e| format!("Write of {t} failed: {e}"))?;
         }
@@ -513,17 +507,14 @@ impl SimDevice {
 
     fn flash_sparse(&mut self, name: &str, targets: &[String]) -> Result<(), String> {
         let staged = self.store.staged_path();
-        let bytes_len = std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
-        let layout = {
-            let f = File::open(&staged).map_err(|e| format!("Cannot read staged data: {e}"))?;
-            crate::sparse::read_layout(std::io::BufReader::new(f), bytes_len).map_err(|e| format!("Invalid sparse image: {e}"))?
-        };
-        let expanded = layout.expanded_size();
+        // The piece is checked whole before anything is written, so a malformed one writes nothing.
+        let bytes = std::fs::read(&staged).map_err(|e| format!("Cannot read staged data: {e}"))?;
+        let layout = crate::sparse::validate(&bytes).map_err(|e| format!("Invalid sparse image: {e}"))?;
+        let expanded = layout.expanded_len();
         let limit = targets.iter().filter_map(|t| self.partition_size(t)).min().unwrap_or(0);
         if expanded > limit {
             return Err(format!("Sparse image size {expanded} exceeds partition {name} size {limit}"));
         }
-        self.crc.check_sparse_piece(name, &staged)?;
         for t in targets {
             let path = self.store.partition_path(t);
             let mut out = OpenOptions::new().create(true).write(true).truncate(false).open(&path)
@@ -535,9 +526,7 @@ impl SimDevice {
                 out.set_len(0).and_then(|_| out.set_len(expanded)).map_err(|e| format!("Write of {t} failed: {e}"))?;
             }
             out.seek(SeekFrom::Start(0)).map_err(|e| format!("Write of {t} failed: {e}"))?;
-            let f = File::open(&staged).map_err(|e| format!("Cannot read staged data: {e}"))?;
-            crate::sparse::decode_into(std::io::BufReader::new(f), &mut out)
-                .map_err(|e| format!("Invalid sparse image: {e}"))?;
+            crate::sparse::decode_into(&bytes[..], &mut out).map_err(|e| format!("Invalid sparse image: {e}"))?;
         }
         Ok(())
     }
