@@ -4,4 +4,8 @@
 //! `cli` → `flasher` → `rom` / `fastboot` → `transport`; `sim` is the device side of the same
 //! fastboot codec; `sparse` is a pure library used by `fastboot`, `rom` and `sim`.
 
+pub mod sparse;
 pub mod transport;
+pub mod fastboot;
+pub mod sim;
+pub mod cli;

@@ -10,6 +10,10 @@ pub mod usb;
 
 use std::time::Duration;
 
+pub mod inproc;
+pub mod mock;
+pub mod tcp;
+
 
 /// What can go wrong while moving bytes. Every variant renders as a sentence that tells the
 /// user what happened; [`TransportError::hint`] adds what to do about it.
@@ -86,4 +90,15 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn max_write_chunk(&self) -> usize {
         (**self).max_write_chunk()
     }
+}
+
+/// Renders bytes from a device for a message: printable ASCII kept, the rest escaped, cut to a
+/// readable length.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut s: String =
+        bytes.iter().take(64).flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect();
+    if bytes.len() > 64 {
+        s.push('…');
+    }
+    s
 }

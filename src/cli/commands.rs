@@ -1,0 +1,349 @@
+//! One function per subcommand. They talk to the library and print for the user.
+
+use super::target::{self, Target};
+use super::{CliError, Cmd, Context, RebootArg};
+use crate::fastboot::{FastbootClient, RebootTarget};
+use crate::sim::{self, Fault, ListenSpec, SimOptions};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// Address to serve on: HOST:PORT or tcp:HOST:PORT (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:5554")]
+    pub listen: ListenSpec,
+    /// Profile: a .toml file, or a built-in name (moonstone, oxygen, cereus).
+    #[arg(long)]
+    pub profile: String,
+    /// Directory for partition files (partitions/NAME.img) and the command log (log.jsonl).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Inject a fault (repeatable): fail-on=CMD[#N], stall-on=CMD[#N], drop-on=CMD[#N],
+    /// garbage-on=CMD[#N], drop-after-bytes=N.
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub faults: Vec<Fault>,
+    /// Throttle download data to this many bytes per second, like a USB 2.0 link.
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    pub link_rate: Option<u64>,
+    /// Write every download payload to DIR/000001.bin, DIR/000002.bin, ...
+    #[arg(long, value_name = "DIR")]
+    pub capture: Option<PathBuf>,
+}
+
+pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
+    match cmd {
+        Cmd::Devices { json } => devices(ctx, json),
+        Cmd::Getvar { name } => {
+            let mut c = connect(ctx)?;
+            let v = c.getvar(&name).map_err(|e| CliError::from_fastboot("", e))?;
+            println!("{name}: {v}");
+            Ok(())
+        }
+        Cmd::Info { json } => info(ctx, json),
+        Cmd::Flash { partition, file } => flash_one(ctx, &partition, &file),
+        Cmd::Erase { partition } => {
+            let mut c = connect(ctx)?;
+            let started = std::time::Instant::now();
+            c.erase(&partition).map_err(|e| CliError::from_fastboot(&format!("erasing {partition}"), e))?;
+            println!("Erased '{partition}' ({:.1}s)", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Cmd::Reboot { target } => {
+            let mut c = connect(ctx)?;
+            let r = match target.unwrap_or(RebootArg::System) {
+                RebootArg::System => c.reboot(RebootTarget::System),
+                RebootArg::Bootloader => c.reboot(RebootTarget::Bootloader),
+                RebootArg::Fastboot => c.reboot(RebootTarget::Fastboot),
+                RebootArg::Recovery => c.reboot(RebootTarget::Recovery),
+                RebootArg::Edl => c.oem("edl").map(drop),
+            };
+            r.map_err(|e| CliError::from_fastboot("reboot", e))?;
+            println!("Rebooting");
+            Ok(())
+        }
+        Cmd::SetActive { slot } => {
+            let mut c = connect(ctx)?;
+            c.set_active(&slot).map_err(|e| CliError::from_fastboot("", e))?;
+            println!("Slot {} is now active", slot.trim_start_matches('_'));
+            Ok(())
+        }
+        Cmd::Oem { args } => {
+            let mut c = connect(ctx)?;
+            c.on_message(|m| match m {
+                crate::fastboot::DeviceMessage::Info(s) | crate::fastboot::DeviceMessage::Text(s) => {
+                    println!("(bootloader) {s}")
+                }
+            });
+            let v = c.oem(&args.join(" ")).map_err(|e| CliError::from_fastboot("", e))?;
+            if !v.is_empty() {
+                println!("{v}");
+            }
+            println!("OKAY");
+            Ok(())
+        }
+        Cmd::Simulate(args) => simulate(args),
+    }
+}
+
+fn connect(ctx: &Context) -> Result<FastbootClient, CliError> {
+    let t = target::choose(ctx.target.as_ref())?;
+    target::connect(&t, &ctx.connect)
+}
+
+/// What `devices` shows for one phone.
+#[derive(serde::Serialize)]
+struct DeviceRow {
+    serial: String,
+    transport: String,
+    product: Option<String>,
+    unlocked: Option<bool>,
+    anti: Option<u32>,
+    current_slot: Option<String>,
+    mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+fn yes(v: Option<String>) -> Option<bool> {
+    v.map(|s| matches!(s.as_str(), "yes" | "true" | "1"))
+}
+
+fn probe(client: &mut FastbootClient, serial: String, transport: &str) -> DeviceRow {
+    let mut get = |n: &str| client.getvar_opt(n).ok().flatten();
+    let product = get("product");
+    let serial = get("serialno").unwrap_or(serial);
+    let unlocked = yes(get("unlocked"));
+    let anti = get("anti").and_then(|a| a.parse().ok());
+    let current_slot = get("current-slot").map(|s| s.trim_start_matches('_').to_string());
+    let mode = if yes(get("is-userspace")) == Some(true) { "fastbootd" } else { "bootloader" };
+    DeviceRow { serial, transport: transport.into(), product, unlocked, anti, current_slot, mode: mode.into(), problem: None }
+}
+
+fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
+    let mut rows = Vec::new();
+    let mut usb_problem: Option<String> = None;
+    match &ctx.target {
+        Some(t) => {
+            let mut c = target::connect(t, &ctx.connect)?;
+            let transport = match t {
+                Target::Usb(_) => "usb",
+                Target::Tcp { .. } => "tcp",
+                Target::Sim { .. } => "sim",
+            };
+            rows.push(probe(&mut c, t.to_string(), transport));
+        }
+        None => {
+            // A machine without a USB bus (a container, a CI runner) has no phone either.
+            let found = match super::usb::devices() {
+                Ok(found) => found,
+                Err(e) => {
+                    usb_problem = Some(match &e.hint {
+                        Some(h) => format!("{} ({h})", e.message),
+                        None => e.message.clone(),
+                    });
+                    Vec::new()
+                }
+            };
+            for d in found {
+                let id = d.id();
+                match &d.problem {
+                    Some(p) => rows.push(DeviceRow {
+                        serial: d.serial.clone().unwrap_or_else(|| id.clone()),
+                        transport: "usb".into(),
+                        product: None,
+                        unlocked: None,
+                        anti: None,
+                        current_slot: None,
+                        mode: "bootloader".into(),
+                        problem: Some(p.clone()),
+                    }),
+                    None => match target::connect(&Target::Usb(Some(id.clone())), &ctx.connect) {
+                        Ok(mut c) => rows.push(probe(&mut c, d.serial.clone().unwrap_or(id), "usb")),
+                        Err(e) => rows.push(DeviceRow {
+                            serial: d.serial.clone().unwrap_or(id),
+                            transport: "usb".into(),
+                            product: None,
+                            unlocked: None,
+                            anti: None,
+                            current_slot: None,
+                            mode: "bootloader".into(),
+                            problem: Some(match e.hint {
+                                Some(h) => format!("{} ({h})", e.message),
+                                None => e.message,
+                            }),
+                        }),
+                    },
+                }
+            }
+        }
+    }
+    if as_json {
+        let mut out = json!({ "devices": rows });
+        if let Some(p) = &usb_problem {
+            out["usb_problem"] = json!(p);
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("No phone in fastboot mode found.");
+        if let Some(p) = &usb_problem {
+            println!("USB is not usable here: {p}");
+        }
+        println!("Start the phone in fastboot mode (hold Volume down + Power) and connect it with a data cable.");
+        println!("No phone at hand? Try the simulated one: mi-flash -s sim:moonstone info");
+        return Ok(());
+    }
+    for r in &rows {
+        let unlocked = match r.unlocked {
+            Some(true) => "unlocked",
+            Some(false) => "locked",
+            None => "lock state unknown",
+        };
+        let anti = r.anti.map(|a| format!("anti {a}")).unwrap_or_else(|| "no anti".into());
+        let slot = r.current_slot.as_ref().map(|s| format!("slot {s}")).unwrap_or_else(|| "no slots".into());
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.serial,
+            r.transport,
+            r.product.as_deref().unwrap_or("?"),
+            unlocked,
+            anti,
+            slot,
+            r.mode
+        );
+        if let Some(p) = &r.problem {
+            println!("\t{p}");
+        }
+    }
+    Ok(())
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn info(ctx: &Context, as_json: bool) -> Result<(), CliError> {
+    let mut c = connect(ctx)?;
+    // Some bootloaders (U-Boot) do not implement `getvar all`: ask one by one then.
+    let all = match c.getvar_all() {
+        Ok(all) => all,
+        Err(crate::fastboot::FastbootError::Refused { .. }) => {
+            let mut v = Vec::new();
+            for n in ["product", "serialno", "unlocked", "secure", "anti", "crc", "max-download-size", "slot-count", "current-slot", "is-userspace", "version-bootloader"] {
+                if let Ok(Some(val)) = c.getvar_opt(n) {
+                    v.push((n.to_string(), val));
+                }
+            }
+            v
+        }
+        Err(e) => return Err(CliError::from_fastboot("reading the phone's variables", e)),
+    };
+    if as_json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            all.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        println!("{}", serde_json::Value::Object(map));
+        return Ok(());
+    }
+    let get = |k: &str| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    println!("Phone        {} ({})", get("product").unwrap_or("?"), c.describe());
+    println!("Serial       {}", get("serialno").unwrap_or("?"));
+    let mode = if get("is-userspace") == Some("yes") { "fastbootd (userspace)" } else { "bootloader fastboot" };
+    println!("Mode         {mode}");
+    let lock = match get("unlocked") {
+        Some("yes") => "unlocked: images can be flashed",
+        Some("no") => "LOCKED: flashing is refused until the bootloader is unlocked",
+        _ => "unknown",
+    };
+    println!("Bootloader   {lock}");
+    if let Some(v) = get("version-bootloader") {
+        println!("Version      {v}");
+    }
+    match get("anti") {
+        Some(a) => println!("Anti-rollback index {a}: never flash a package with a lower index"),
+        None => println!("Anti-rollback not reported"),
+    }
+    if get("crc") == Some("1") {
+        println!("CRC checks   on: the phone checks images against the package's CRC lists");
+    }
+    match (get("slot-count"), get("current-slot")) {
+        (Some(n), Some(s)) if n != "0" => println!("Slots        {n}, active {s}"),
+        _ => println!("Slots        none (not an A/B phone)"),
+    }
+    if let Some(m) = get("max-download-size").and_then(crate::fastboot::codec::parse_size) {
+        println!("Max download {} per transfer", human_size(m));
+    }
+    let parts: Vec<(&str, u64)> = all
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("partition-size:")?;
+            Some((name, crate::fastboot::codec::parse_partition_size(v)?))
+        })
+        .collect();
+    if !parts.is_empty() {
+        println!("Partitions   {}", parts.len());
+        for (name, size) in parts {
+            println!("  {name:<20} {:>10}", human_size(size));
+        }
+    }
+    Ok(())
+}
+
+/// Like AOSP: `flash boot` on an A/B phone writes the active slot's `boot_a`/`boot_b`. Names
+/// with a slot suffix, and Xiaomi's `_ab` (both slots), are sent unchanged.
+fn slot_partition(c: &mut FastbootClient, partition: &str) -> Result<String, CliError> {
+    if ["_a", "_b", "_ab"].iter().any(|s| partition.ends_with(s)) {
+        return Ok(partition.to_string());
+    }
+    let fb = |e| CliError::from_fastboot("", e);
+    if c.getvar_opt(&format!("has-slot:{partition}")).map_err(fb)?.as_deref() != Some("yes") {
+        return Ok(partition.to_string());
+    }
+    match c.getvar_opt("current-slot").map_err(fb)? {
+        Some(slot) => Ok(format!("{partition}_{}", slot.trim_start_matches('_'))),
+        None => Ok(partition.to_string()),
+    }
+}
+
+fn flash_one(ctx: &Context, partition: &str, file: &std::path::Path) -> Result<(), CliError> {
+    let mut c = connect(ctx)?;
+    let partition = &slot_partition(&mut c, partition)?;
+    let report = crate::fastboot::image::flash_file(&mut c, partition, file, None, &mut |e| {
+        use crate::fastboot::image::ImageEvent;
+        match e {
+            ImageEvent::Sending { partition, piece, pieces, bytes } if pieces > 1 => {
+                println!("Sending sparse '{partition}' {piece}/{pieces} ({} KB)", bytes.div_ceil(1024))
+            }
+            ImageEvent::Sending { partition, bytes, .. } => println!("Sending '{partition}' ({} KB)", bytes.div_ceil(1024)),
+            ImageEvent::Writing { partition, .. } => println!("Writing '{partition}'"),
+            ImageEvent::Progress { .. } => {}
+        }
+    })
+    .map_err(|e| e.into_cli(partition, file))?;
+    println!(
+        "Finished: {} ({}) written to '{}' in {:.1}s",
+        file.display(),
+        human_size(report.bytes_sent),
+        report.partition,
+        report.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn simulate(args: SimulateArgs) -> Result<(), CliError> {
+    let options = SimOptions { faults: args.faults, link_rate: args.link_rate, capture: args.capture };
+    let (mut dev, _name) = sim::build(&args.profile, &args.store, options).map_err(CliError::new)?;
+    sim::serve_tcp(&args.listen, &mut dev)
+        .map_err(|e| CliError::new(format!("cannot serve on {:?}: {e}", args.listen)).hint("choose another port, or port 0 for a free one"))
+}

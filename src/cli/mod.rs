@@ -1,0 +1,166 @@
+//! The command line: clap definitions, device selection, and how results are shown. The only
+//! module that prints for the user or knows about terminals.
+
+mod commands;
+mod target;
+mod usb;
+
+pub use target::Target;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An error for the user: what happened, and the next step.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub hint: Option<String>,
+    pub code: i32,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> CliError {
+        CliError { message: message.into(), hint: None, code: 1 }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> CliError {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn code(mut self, code: i32) -> CliError {
+        self.code = code;
+        self
+    }
+    pub fn from_transport(context: &str, e: crate::transport::TransportError) -> CliError {
+        let hint = e.hint();
+        CliError { message: format!("{context}: {e}"), hint, code: 1 }
+    }
+    pub fn from_fastboot(context: &str, e: crate::fastboot::FastbootError) -> CliError {
+        let hint = e.hint();
+        let message = if context.is_empty() { e.to_string() } else { format!("{context}: {e}") };
+        CliError { message, hint, code: 1 }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mi-flash",
+    version,
+    about = "Flash Xiaomi, Redmi and POCO phones in fastboot mode, safely",
+    long_about = "Finds phones in fastboot mode, verifies Xiaomi fastboot ROM packages and flashes them \
+                  partition by partition. `-s sim:moonstone` talks to a built-in simulated phone."
+)]
+pub struct Cli {
+    /// The phone to use: SERIAL, usb:SERIAL, tcp:HOST[:PORT] or sim:PROFILE (a built-in
+    /// profile name or a profile .toml file).
+    #[arg(short = 's', long = "serial", global = true, env = "ANDROID_SERIAL", value_name = "DEVICE")]
+    pub serial: Option<Target>,
+
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Seconds to wait for an answer from the phone.
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+
+    /// Seconds to wait for a `flash` or `erase` to finish.
+    #[arg(long, global = true, default_value_t = 600, value_name = "SECONDS")]
+    pub write_timeout: u64,
+
+    /// Where `-s sim:PROFILE` keeps the simulated phone's partitions and log (default: the
+    /// user's state directory, mi-flash/sim/PROFILE).
+    #[arg(long, global = true, env = "MI_FLASH_SIM_STORE", value_name = "DIR")]
+    pub sim_store: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List phones in fastboot mode.
+    Devices {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one variable of the phone.
+    Getvar { name: String },
+    /// A readable summary of what the phone reports.
+    Info {
+        /// The raw `getvar all` answers as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one image to one partition (raw or Android sparse; large images are split).
+    Flash {
+        partition: String,
+        file: PathBuf,
+    },
+    /// Erase a partition.
+    Erase { partition: String },
+    /// Reboot the phone: to Android, or to bootloader, fastboot (fastbootd), recovery or edl.
+    Reboot {
+        #[arg(value_enum)]
+        target: Option<RebootArg>,
+    },
+    /// Make slot a or b the active one.
+    SetActive { slot: String },
+    /// Send an OEM command (for example `oem device-info`).
+    Oem {
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a simulated Xiaomi phone that fastboot clients (mi-flash, AOSP fastboot) can use.
+    Simulate(commands::SimulateArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebootArg {
+    System,
+    Bootloader,
+    Fastboot,
+    Recovery,
+    Edl,
+}
+
+/// Settings every device command shares.
+pub struct Context {
+    pub target: Option<Target>,
+    pub connect: target::ConnectOptions,
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let ctx = Context {
+        target: cli.serial.clone(),
+        connect: target::ConnectOptions {
+            response_timeout: Duration::from_secs(cli.timeout.max(1)),
+            write_timeout: Duration::from_secs(cli.write_timeout.max(1)),
+            sim_store: cli.sim_store.clone(),
+        },
+    };
+    match commands::run(cli.command, &ctx) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            if let Some(h) = &e.hint {
+                eprintln!("  next: {h}");
+            }
+            e.code
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let env = env_logger::Env::default().default_filter_or(default);
+    let _ = env_logger::Builder::from_env(env).format_timestamp(None).try_init();
+}

@@ -1,0 +1,421 @@
+//! The host side of fastboot: typed calls over any [`Transport`].
+//!
+//! Every call sends one command and reads responses until `OKAY` or `FAIL`. `INFO`/`TEXT`
+//! lines go to the caller's message hook and restart the response timeout (a device that is
+//! still talking is not stalled). `flash` and `erase` wait longer, since writing a large
+//! partition can take minutes.
+
+use super::codec::{Command, RebootTarget, Response, MAX_RESPONSE_LEN};
+use super::FastbootError;
+use crate::transport::Transport;
+use std::io::Read;
+use std::time::Duration;
+
+/// A line the device printed while working on a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceMessage {
+    Info(String),
+    Text(String),
+}
+
+type MessageHook = Box<dyn FnMut(&DeviceMessage) + Send>;
+
+/// Default wait for a response (AOSP waits 30 s between reads too).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default wait for the result of `flash`/`erase`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub struct FastbootClient {
+    link: Box<dyn Transport>,
+    response_timeout: Duration,
+    write_timeout: Duration,
+    on_message: Option<MessageHook>,
+}
+
+impl FastbootClient {
+    pub fn new(link: Box<dyn Transport>) -> FastbootClient {
+        FastbootClient {
+            link,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            on_message: None,
+        }
+    }
+
+    pub fn with_timeouts(mut self, response: Duration, write: Duration) -> FastbootClient {
+        self.response_timeout = response;
+        self.write_timeout = write.max(response);
+        self
+    }
+
+    /// Where `INFO` / `TEXT` lines from the device go (default: the log at info level).
+    pub fn on_message(&mut self, hook: impl FnMut(&DeviceMessage) + Send + 'static) {
+        self.on_message = Some(Box::new(hook));
+    }
+
+    pub fn describe(&self) -> String {
+        self.link.describe()
+    }
+
+    fn emit(&mut self, m: DeviceMessage) {
+        match &mut self.on_message {
+            Some(hook) => hook(&m),
+            None => match &m {
+                DeviceMessage::Info(s) | DeviceMessage::Text(s) => log::info!("(bootloader) {s}"),
+            },
+        }
+    }
+
+    fn send(&mut self, cmd: &Command) -> Result<(), FastbootError> {
+        let bytes = cmd.encode().map_err(|e| FastbootError::codec(cmd, e))?;
+        log::debug!("> {cmd}");
+        self.link.write(&bytes).map_err(|e| FastbootError::transport(cmd, e))
+    }
+
+    /// Reads responses until a final one; `INFO`/`TEXT` are passed on.
+    fn read_final(&mut self, cmd: &Command, timeout: Duration) -> Result<Response, FastbootError> {
+        let mut buf = [0u8; MAX_RESPONSE_LEN];
+        loop {
+            let n = self.link.read(&mut buf, Some(timeout)).map_err(|e| FastbootError::transport(cmd, e))?;
+            if n == 0 {
+                // Zero-length packets are ignored, as the protocol says.
+                continue;
+            }
+            let r = Response::parse(&buf[..n]).map_err(|e| FastbootError::codec(cmd, e))?;
+            log::debug!("< {r:?}");
+            match r {
+                Response::Info(s) => self.emit(DeviceMessage::Info(s)),
+                Response::Text(s) => self.emit(DeviceMessage::Text(s)),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn timeout_for(&self, cmd: &Command) -> Duration {
+        match cmd {
+            Command::Flash(_) | Command::Erase(_) | Command::Oem(_) | Command::Flashing(_) => self.write_timeout,
+            _ => self.response_timeout,
+        }
+    }
+
+    /// Sends a command that has no data phase; returns the `OKAY` payload.
+    pub fn run(&mut self, cmd: &Command) -> Result<String, FastbootError> {
+        self.send(cmd)?;
+        let timeout = self.timeout_for(cmd);
+        match self.read_final(cmd, timeout)? {
+            Response::Okay(v) => Ok(v),
+            Response::Fail(m) => Err(FastbootError::Refused { command: cmd.to_string(), message: m }),
+            Response::Data(n) => Err(FastbootError::Unexpected {
+                command: cmd.to_string(),
+                got: format!("DATA{n:08x}"),
+                expected: "OKAY or FAIL".into(),
+            }),
+            Response::Info(_) | Response::Text(_) => unreachable!("read_final passes INFO/TEXT on"),
+        }
+    }
+
+    pub fn getvar(&mut self, name: &str) -> Result<String, FastbootError> {
+        self.run(&Command::GetVar(name.to_string()))
+    }
+
+    /// A variable that may not exist: `FAIL` and an empty `OKAY` both mean "not set".
+    pub fn getvar_opt(&mut self, name: &str) -> Result<Option<String>, FastbootError> {
+        match self.getvar(name) {
+            Ok(v) if v.trim().is_empty() => Ok(None),
+            Ok(v) => Ok(Some(v.trim().to_string())),
+            Err(FastbootError::Refused { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `getvar:all`: the device streams one `INFO name:value` line per variable.
+    pub fn getvar_all(&mut self) -> Result<Vec<(String, String)>, FastbootError> {
+        let cmd = Command::GetVar("all".into());
+        self.send(&cmd)?;
+        let mut lines = Vec::new();
+        let mut buf = [0u8; MAX_RESPONSE_LEN];
+        loop {
+            let n = self
+                .link
+                .read(&mut buf, Some(self.response_timeout))
+                .map_err(|e| FastbootError::transport(&cmd, e))?;
+            if n == 0 {
+                continue;
+            }
+            match Response::parse(&buf[..n]).map_err(|e| FastbootError::codec(&cmd, e))? {
+                Response::Info(s) => lines.push(s),
+                Response::Text(s) => self.emit(DeviceMessage::Text(s)),
+                Response::Okay(_) => break,
+                Response::Fail(m) => return Err(FastbootError::Refused { command: cmd.to_string(), message: m }),
+                Response::Data(n) => {
+                    return Err(FastbootError::Unexpected {
+                        command: cmd.to_string(),
+                        got: format!("DATA{n:08x}"),
+                        expected: "INFO or OKAY".into(),
+                    })
+                }
+            }
+        }
+        Ok(lines.iter().map(|l| split_var_line(l)).collect())
+    }
+
+    /// Downloads `len` bytes read from `src` into the device's buffer. `progress` is called
+    /// with the number of bytes sent so far.
+    pub fn download_from(
+        &mut self,
+        src: &mut dyn Read,
+        len: u32,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), FastbootError> {
+        let cmd = Command::Download(len);
+        if len == 0 {
+            return Err(FastbootError::Unexpected {
+                command: cmd.to_string(),
+                got: "an empty image".into(),
+                expected: "at least one byte".into(),
+            });
+        }
+        self.send(&cmd)?;
+        match self.read_final(&cmd, self.response_timeout)? {
+            Response::Data(n) if n == len => {}
+            Response::Data(n) => {
+                return Err(FastbootError::Unexpected {
+                    command: cmd.to_string(),
+                    got: format!("DATA{n:08x}"),
+                    expected: format!("DATA{len:08x}"),
+                })
+            }
+            Response::Fail(m) => return Err(FastbootError::Refused { command: cmd.to_string(), message: m }),
+            Response::Okay(v) => {
+                return Err(FastbootError::Unexpected {
+                    command: cmd.to_string(),
+                    got: format!("OKAY{v}"),
+                    expected: "DATA".into(),
+                })
+            }
+            Response::Info(_) | Response::Text(_) => unreachable!("read_final passes INFO/TEXT on"),
+        }
+        let chunk = self.link.max_write_chunk().max(1);
+        let mut buf = vec![0u8; chunk.min(len as usize)];
+        let mut sent: u64 = 0;
+        while sent < len as u64 {
+            let want = ((len as u64 - sent) as usize).min(buf.len());
+            src.read_exact(&mut buf[..want]).map_err(|e| FastbootError::Source {
+                command: cmd.to_string(),
+                source: e,
+            })?;
+            self.link.write(&buf[..want]).map_err(|e| FastbootError::transport(&cmd, e))?;
+            sent += want as u64;
+            progress(sent);
+        }
+        match self.read_final(&cmd, self.response_timeout)? {
+            Response::Okay(_) => Ok(()),
+            Response::Fail(m) => Err(FastbootError::Refused { command: cmd.to_string(), message: m }),
+            other => Err(FastbootError::Unexpected {
+                command: cmd.to_string(),
+                got: format!("{other:?}"),
+                expected: "OKAY after the data".into(),
+            }),
+        }
+    }
+
+    pub fn download(&mut self, data: &[u8]) -> Result<(), FastbootError> {
+        let len = u32::try_from(data.len()).map_err(|_| FastbootError::Unexpected {
+            command: "download".into(),
+            got: format!("{} bytes", data.len()),
+            expected: "at most 4 GiB - 1 per download".into(),
+        })?;
+        self.download_from(&mut &data[..], len, &mut |_| {})
+    }
+
+    /// `upload`: reads back what the device stages (AOSP `get_staged`).
+    pub fn upload(&mut self) -> Result<Vec<u8>, FastbootError> {
+        let cmd = Command::Upload;
+        self.send(&cmd)?;
+        let len = match self.read_final(&cmd, self.response_timeout)? {
+            Response::Data(n) => n as usize,
+            Response::Fail(m) => return Err(FastbootError::Refused { command: cmd.to_string(), message: m }),
+            other => {
+                return Err(FastbootError::Unexpected {
+                    command: cmd.to_string(),
+                    got: format!("{other:?}"),
+                    expected: "DATA".into(),
+                })
+            }
+        };
+        let mut data = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            let n = self
+                .link
+                .read(&mut data[got..], Some(self.response_timeout))
+                .map_err(|e| FastbootError::transport(&cmd, e))?;
+            got += n;
+        }
+        match self.read_final(&cmd, self.response_timeout)? {
+            Response::Okay(_) => Ok(data),
+            Response::Fail(m) => Err(FastbootError::Refused { command: cmd.to_string(), message: m }),
+            other => Err(FastbootError::Unexpected {
+                command: cmd.to_string(),
+                got: format!("{other:?}"),
+                expected: "OKAY after the data".into(),
+            }),
+        }
+    }
+
+    pub fn flash(&mut self, partition: &str) -> Result<(), FastbootError> {
+        self.run(&Command::Flash(partition.to_string())).map(drop)
+    }
+
+    pub fn erase(&mut self, partition: &str) -> Result<(), FastbootError> {
+        self.run(&Command::Erase(partition.to_string())).map(drop)
+    }
+
+    pub fn set_active(&mut self, slot: &str) -> Result<(), FastbootError> {
+        let slot = slot.trim_start_matches('_');
+        self.run(&Command::SetActive(slot.to_string())).map(drop)
+    }
+
+    pub fn reboot(&mut self, target: RebootTarget) -> Result<(), FastbootError> {
+        self.run(&Command::Reboot(target)).map(drop)
+    }
+
+    pub fn oem(&mut self, args: &str) -> Result<String, FastbootError> {
+        self.run(&Command::Oem(args.to_string()))
+    }
+
+    pub fn flashing(&mut self, args: &str) -> Result<String, FastbootError> {
+        self.run(&Command::Flashing(args.to_string()))
+    }
+
+    pub fn continue_boot(&mut self) -> Result<(), FastbootError> {
+        self.run(&Command::Continue).map(drop)
+    }
+}
+
+/// Splits a `getvar:all` line (`name:value`, or `name:arg:value` for per-partition variables)
+/// at its last colon, tolerating the blanks some bootloaders print.
+fn split_var_line(line: &str) -> (String, String) {
+    match line.rsplit_once(':') {
+        Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+        None => (line.trim().to_string(), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::mock::{Exchange, MockTransport};
+    use crate::transport::TransportError;
+    use std::sync::{Arc, Mutex};
+
+    fn client(m: &MockTransport) -> FastbootClient {
+        FastbootClient::new(Box::new(m.clone()))
+    }
+
+    #[test]
+    fn getvar_sends_exact_bytes() {
+        let m = MockTransport::conversation(&[(b"getvar:product", &[b"OKAYlavender"])]);
+        assert_eq!(client(&m).getvar("product").unwrap(), "lavender");
+        m.assert_done();
+    }
+
+    #[test]
+    fn optional_getvar_treats_fail_and_empty_as_unset() {
+        let m = MockTransport::conversation(&[
+            (b"getvar:anti", &[b"FAILVariable not implemented"]),
+            (b"getvar:crc", &[b"OKAY"]),
+            (b"getvar:unlocked", &[b"OKAYyes"]),
+        ]);
+        let mut c = client(&m);
+        assert_eq!(c.getvar_opt("anti").unwrap(), None);
+        assert_eq!(c.getvar_opt("crc").unwrap(), None);
+        assert_eq!(c.getvar_opt("unlocked").unwrap(), Some("yes".into()));
+        m.assert_done();
+    }
+
+    #[test]
+    fn info_lines_reach_the_hook_and_fail_is_refused() {
+        let m = MockTransport::conversation(&[(
+            b"oem device-info",
+            &[b"INFODevice unlocked: true", b"INFODevice critical unlocked: false", b"OKAY"],
+        )]);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut c = client(&m);
+        let s = seen.clone();
+        c.on_message(move |msg| s.lock().unwrap().push(msg.clone()));
+        c.oem("device-info").unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        m.assert_done();
+
+        let m = MockTransport::conversation(&[(b"flash:boot", &[b"FAILFlashing is not allowed in Lock State"])]);
+        let err = client(&m).flash("boot").unwrap_err();
+        assert_eq!(err.to_string(), "the device refused `flash:boot`: Flashing is not allowed in Lock State");
+    }
+
+    #[test]
+    fn getvar_all_collects_lines() {
+        let m = MockTransport::conversation(&[(
+            b"getvar:all",
+            &[b"INFOproduct:piano", b"INFOpartition-size:boot_a: 0x4000000", b"OKAY"],
+        )]);
+        let all = client(&m).getvar_all().unwrap();
+        assert_eq!(all, vec![("product".into(), "piano".into()), ("partition-size:boot_a".into(), "0x4000000".into())]);
+        m.assert_done();
+    }
+
+    #[test]
+    fn download_sends_header_data_and_reads_okay() {
+        let data = vec![7u8; 300];
+        let mut script = vec![Exchange::HostWrites(b"download:0000012c".to_vec()), Exchange::DeviceSends(b"DATA0000012c".to_vec())];
+        script.push(Exchange::HostWrites(data.clone()));
+        script.push(Exchange::DeviceSends(b"OKAY".to_vec()));
+        let m = MockTransport::new(script);
+        client(&m).download(&data).unwrap();
+        m.assert_done();
+    }
+
+    #[test]
+    fn download_refused_or_wrong_length() {
+        let m = MockTransport::conversation(&[(b"download:00000004", &[b"FAILRequested download size is more than max allowed"])]);
+        assert!(matches!(client(&m).download(b"abcd"), Err(FastbootError::Refused { .. })));
+        let m = MockTransport::conversation(&[(b"download:00000004", &[b"DATA00000003"])]);
+        assert!(matches!(client(&m).download(b"abcd"), Err(FastbootError::Unexpected { .. })));
+    }
+
+    #[test]
+    fn stall_and_drop_are_errors_not_hangs() {
+        let m = MockTransport::new([Exchange::HostWrites(b"getvar:product".to_vec()), Exchange::Silence]);
+        let err = client(&m).getvar("product").unwrap_err();
+        assert!(matches!(err, FastbootError::Transport { source: TransportError::Timeout(_), .. }));
+        let m = MockTransport::new([Exchange::HostWrites(b"getvar:product".to_vec()), Exchange::Disconnect]);
+        let err = client(&m).getvar("product").unwrap_err();
+        assert!(matches!(err, FastbootError::Transport { source: TransportError::Closed, .. }));
+    }
+
+    #[test]
+    fn garbage_is_reported() {
+        let m = MockTransport::conversation(&[(b"getvar:product", &[b"\x01\x02garbage"])]);
+        let err = client(&m).getvar("product").unwrap_err();
+        assert!(err.to_string().contains("not fastboot"), "{err}");
+    }
+
+    #[test]
+    fn upload_reads_data_phase() {
+        let m = MockTransport::new([
+            Exchange::HostWrites(b"upload".to_vec()),
+            Exchange::DeviceSends(b"DATA00000003".to_vec()),
+            Exchange::DeviceSends(b"xyz".to_vec()),
+            Exchange::DeviceSends(b"OKAY".to_vec()),
+        ]);
+        assert_eq!(client(&m).upload().unwrap(), b"xyz");
+        m.assert_done();
+    }
+
+    #[test]
+    fn set_active_strips_underscore() {
+        let m = MockTransport::conversation(&[(b"set_active:a", &[b"OKAY"])]);
+        client(&m).set_active("_a").unwrap();
+        m.assert_done();
+    }
+}

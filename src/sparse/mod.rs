@@ -1,0 +1,26 @@
+//! Android sparse images: read, check, decode, lay out, split and write them, and compute and
+//! check Xiaomi's CRC lists. A pure library: callers hand in readers and writers, nothing here
+//! opens files or talks to a device.
+//!
+//! The split reproduces AOSP libsparse (`sparse_file_resparse`, as used by fastboot 29.0.6)
+//! piece for piece and byte for byte, because Xiaomi bootloaders check per-piece CRCs computed
+//! for exactly that split.
+
+mod decode;
+mod error;
+mod format;
+mod layout;
+mod reader;
+mod source;
+
+pub use decode::{decode_bytes_into, decode_into, validate, DecodeSummary};
+pub use error::SparseError;
+pub use format::{
+    is_sparse, ChunkHeader, SparseHeader, CHUNK_HEADER_LEN, CHUNK_TYPE_CRC32, CHUNK_TYPE_DONT_CARE,
+    CHUNK_TYPE_FILL, CHUNK_TYPE_RAW, FILE_HEADER_LEN, SPARSE_MAGIC,
+};
+pub use layout::{ImageFormat, SparseLayout};
+pub use reader::{Chunk, ChunkKind};
+
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -1,0 +1,116 @@
+//! Shared helpers for the end-to-end tests: start `mi-flash simulate` on a free loopback port
+//! and stop it afterwards, find Debian's tools, make test images.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub fn mi_flash() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mi-flash"));
+    c.env_remove("ANDROID_SERIAL").env_remove("MI_FLASH_SIM_STORE").env_remove("RUST_LOG");
+    c
+}
+
+/// Returns the path of a Debian tool, or None (with a notice) when it is missing outside CI.
+/// Under CI=true a missing tool fails the test: CI must have installed it.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{name} is not installed, but CI=true: .ci/run must install it");
+        }
+        eprintln!("skipped: {name} not installed");
+    }
+    found
+}
+
+/// A `mi-flash simulate` process on 127.0.0.1, killed when dropped.
+pub struct Sim {
+    child: Child,
+    pub port: u16,
+    pub store: PathBuf,
+}
+
+impl Sim {
+    pub fn start(profile: &str, store: &Path, extra: &[&str]) -> Sim {
+        let mut child = mi_flash()
+            .args(["simulate", "--listen", "127.0.0.1:0", "--profile", profile, "--store"])
+            .arg(store)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mi-flash simulate");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let port = line
+            .trim()
+            .strip_prefix("listening on tcp:127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from simulate: {line:?}"));
+        Sim { child, port, store: store.to_path_buf() }
+    }
+
+    pub fn target(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.port)
+    }
+
+    pub fn partition(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.store.join("partitions").join(format!("{name}.img")))
+            .unwrap_or_else(|e| panic!("partition {name}: {e}"))
+    }
+
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.store.join("log.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .collect()
+    }
+
+    pub fn logged_commands(&self) -> Vec<String> {
+        self.log().iter().map(|e| e["cmd"].as_str().unwrap_or("").to_string()).collect()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// An image with random data, zero runs and a repeated pattern: sparse-friendly.
+pub fn mixed_image(len: usize, seed: u64) -> Vec<u8> {
+    let mut img = random_bytes(len, seed);
+    let q = len / 8;
+    img[q..2 * q].fill(0);
+    for (i, b) in img[4 * q..5 * q].iter_mut().enumerate() {
+        *b = [0xde, 0xad, 0xbe, 0xef][i % 4];
+    }
+    img
+}
+
+pub fn write_profile(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("profile.toml");
+    std::fs::write(&p, text).expect("write profile");
+    p
+}
