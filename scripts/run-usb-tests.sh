@@ -9,7 +9,10 @@
 # Debian's, which has `gi`). When they are missing the script skips, except with CI=true, where
 # it fails. Environment:
 #   MI_FLASH_BIN          mi-flash binary to use (default: build target/debug/mi-flash)
-#   MI_FLASH_SIM_PROFILE  simulator profile for the fake phone (optional)
+#   MI_FLASH_SIM_PROFILE  simulator profile for the fake phone (default tests/usb/fake-phone.toml)
+#   MI_FLASH_USB_TEST_PRODUCT  its `getvar product` (default lavender with the default profile)
+#   MI_FLASH_USB_TEST_PARTITION  partition the tests flash (default boot; needs a profile
+#                         without A/B slots, or name a slot, e.g. boot_a)
 #   CARGO_TEST_ARGS       extra arguments for the test binary (e.g. a test name filter)
 #
 # cargo itself never runs under umockdev's preload (it hangs there); cargo's target runner
@@ -44,6 +47,8 @@ fi
 export MI_FLASH_BIN
 if [ -n "${MI_FLASH_SIM_PROFILE:-}" ]; then
     export MI_FLASH_SIM_PROFILE
+else
+    export MI_FLASH_USB_TEST_PRODUCT="${MI_FLASH_USB_TEST_PRODUCT:-lavender}"
 fi
 export MI_FLASH_REQUIRE_UMOCKDEV=1
 
@@ -63,16 +68,36 @@ run_tests
 echo "== USB transport tests (strings from the device's descriptors, as on macOS/Windows)"
 FAKE_USB_NO_SYSFS_STRINGS=1 run_tests
 
+# The command line on the fake phone: listing, a getvar and a 3 MiB flash, all over USB.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+on_phone() {
+    MI_FLASH_SIM_STORE="$work/store" timeout "$LIMIT" "$PYTHON" "$FAKE" -- "$MI_FLASH_BIN" "$@"
+}
+fail() {
+    echo "run-usb-tests: $*" >&2
+    exit 1
+}
+serial=3c1a7f2e   # the fake phone's USB serial and its profile's serialno
+
 echo "== mi-flash devices"
-serial=usbtest42
-out=$(FAKE_USB_SERIAL=$serial timeout "$LIMIT" "$PYTHON" "$FAKE" -- "$MI_FLASH_BIN" devices)
+out=$(on_phone devices)
 echo "$out"
-if ! grep -q "$serial" <<<"$out"; then
-    echo "run-usb-tests: \`mi-flash devices\` did not list the fake phone's serial $serial" >&2
-    exit 1
+grep -q "$serial" <<<"$out" || fail "\`mi-flash devices\` did not list the fake phone ($serial)"
+grep -q "usb" <<<"$out" || fail "\`mi-flash devices\` did not say the phone is on USB"
+if [ -n "${MI_FLASH_USB_TEST_PRODUCT:-}" ]; then
+    grep -q "$MI_FLASH_USB_TEST_PRODUCT" <<<"$out" || fail "\`mi-flash devices\` did not show the product $MI_FLASH_USB_TEST_PRODUCT"
+
+    echo "== mi-flash -s usb:$serial getvar product"
+    out=$(on_phone -s "usb:$serial" getvar product)
+    echo "$out"
+    grep -q "$MI_FLASH_USB_TEST_PRODUCT" <<<"$out" || fail "getvar product over USB printed $out"
 fi
-if ! grep -qi "android\|18d1:d00d" <<<"$out"; then
-    echo "run-usb-tests: \`mi-flash devices\` did not show the product or USB ID of the fake phone" >&2
-    exit 1
-fi
+
+partition=${MI_FLASH_USB_TEST_PARTITION:-boot}
+echo "== mi-flash -s usb:$serial flash $partition (3 MiB)"
+head -c $((3 * 1024 * 1024 + 512)) /dev/urandom > "$work/image.img"
+on_phone -s "usb:$serial" flash "$partition" "$work/image.img"
+cmp "$work/image.img" "$work/store/partitions/$partition.img" \
+    || fail "the simulator's partitions/$partition.img differs from the image flashed over USB"
 echo "run-usb-tests: all USB tests passed"
