@@ -11,7 +11,10 @@ mod error;
 mod format;
 mod layout;
 mod reader;
+mod scan;
 mod source;
+mod split;
+mod write;
 
 pub use decode::{decode_bytes_into, decode_into, validate, DecodeSummary};
 pub use error::SparseError;
@@ -21,6 +24,12 @@ pub use format::{
 };
 pub use layout::{ImageFormat, SparseLayout};
 pub use reader::{Chunk, ChunkKind};
+pub use scan::{scan, scan_seekable, ImageScan, PieceCrcs, ScanOptions, RAW_BLOCK_SIZE};
+pub use write::PieceWriter;
+pub use split::{
+    plan_download, resparse_limit, single_piece, split, DownloadPlan, PieceChunk, PieceData, SparsePiece,
+    PIECE_OVERHEAD, RESPARSE_LIMIT,
+};
 
 #[cfg(test)]
 pub(crate) mod testutil;
