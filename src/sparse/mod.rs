@@ -6,6 +6,7 @@
 //! piece for piece and byte for byte, because Xiaomi bootloaders check per-piece CRCs computed
 //! for exactly that split.
 
+mod crclist;
 mod decode;
 mod error;
 mod format;
@@ -16,6 +17,10 @@ mod source;
 mod split;
 mod write;
 
+pub use crclist::{
+    python_hex, CrcEntry, CrcList, CrcMismatch, CrcVerdict, MismatchKind, SparseCrcEntry, SparseCrcList,
+    SparseCrcValues, NEW_SPARSE_CRC_SPLIT, OLD_SPARSE_CRC_SPLIT,
+};
 pub use decode::{decode_bytes_into, decode_into, validate, DecodeSummary};
 pub use error::SparseError;
 pub use format::{

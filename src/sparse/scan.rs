@@ -491,3 +491,118 @@ fn end_run(run: Run, sink: &mut CrcSink, chunks: &mut Vec<Chunk>) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sparse::testutil::{build, noise, Part};
+
+    fn pattern(len: usize, v: u32) -> Vec<u8> {
+        v.to_le_bytes().iter().copied().cycle().take(len).collect()
+    }
+
+    #[test]
+    fn fill_hasher_equals_hashing_the_bytes() {
+        for (v, len) in [(0u32, 4096u64), (0xdeadbeef, 512), (7, 4096 * 13 + 1024), (9, 4), (1, 0), (3, 4096 * 1024 + 8)] {
+            let mut h = Hasher::new();
+            h.update(&pattern(len as usize, v));
+            assert_eq!(fill_hasher(v, len).finalize(), h.finalize(), "{v:#x} {len}");
+        }
+    }
+
+    #[test]
+    fn raw_blocks_become_runs_like_libsparse() {
+        let mut img = noise(4096 * 3, 1);
+        img.extend(pattern(4096 * 2, 0));
+        img.extend(pattern(4096, 5));
+        img.extend(pattern(4096, 5));
+        let mut almost = pattern(4096, 5);
+        almost[4095] = 6;
+        img.extend(&almost);
+        img.extend(b"tail");
+        let layout = SparseLayout::read(&img[..]).unwrap();
+        let shape: Vec<(ChunkKind, u32, u32, u64)> =
+            layout.chunks.iter().map(|c| (c.kind, c.start_block, c.blocks, c.data_offset)).collect();
+        assert_eq!(
+            shape,
+            [
+                (ChunkKind::Raw, 0, 3, 0),
+                (ChunkKind::Fill(0), 3, 2, 3 * 4096),
+                (ChunkKind::Fill(5), 5, 2, 5 * 4096),
+                (ChunkKind::Raw, 7, 2, 7 * 4096),
+            ]
+        );
+        assert_eq!(layout.total_blks, 9);
+        assert_eq!(layout.source_len, img.len() as u64);
+        assert_eq!(layout.format, ImageFormat::Raw);
+    }
+
+    #[test]
+    fn zero_tail_block_becomes_fill() {
+        let mut img = noise(4096, 1);
+        img.extend([0u8; 100]);
+        let layout = SparseLayout::read(&img[..]).unwrap();
+        assert_eq!(layout.chunks[1].kind, ChunkKind::Fill(0));
+        assert_eq!(layout.expanded_len(), 8192);
+    }
+
+    #[test]
+    fn empty_raw_image_is_refused() {
+        assert!(matches!(SparseLayout::read(&[][..]), Err(SparseError::Unrepresentable(_))));
+    }
+
+    #[test]
+    fn crcs_of_a_sparse_image() {
+        let a = noise(2048, 1);
+        let b = noise(1024, 2);
+        let parts = [Part::Raw(a.clone()), Part::Fill(0x01020304, 2), Part::Skip(5), Part::Crc(0), Part::Raw(b.clone())];
+        let bytes = build(512, &parts);
+        let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(1 << 20) };
+        let s = scan(&bytes[..], &opts).unwrap();
+        let mut h = Hasher::new();
+        h.update(&a);
+        h.update(&pattern(1024, 0x01020304));
+        h.update(&b);
+        let data = h.finalize();
+        assert_eq!(s.data_crc, Some(data));
+        assert_eq!(s.file_crc, Some(crc32fast::hash(&bytes)));
+        // Smaller than the limit: sent unchanged, one piece whose CRC is the data CRC.
+        assert_eq!(s.piece_crcs, Some(PieceCrcs { max_download_size: 1 << 20, crcs: vec![data] }));
+        // The seekable scan gives the same layout while skipping the data.
+        let seekable = scan_seekable(std::io::Cursor::new(&bytes), &ScanOptions::default()).unwrap();
+        assert_eq!(seekable.layout, s.layout);
+        assert_eq!(seekable.data_crc, None);
+    }
+
+    #[test]
+    fn crcs_of_a_raw_image() {
+        let mut img = noise(4096 * 20, 3);
+        img.extend(pattern(4096 * 30, 0));
+        img.extend(noise(5000, 4));
+        let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(40 * 1024) };
+        let s = scan(&img[..], &opts).unwrap();
+        let mut padded = img.clone();
+        padded.resize(4096 * 52, 0);
+        assert_eq!(s.file_crc, Some(crc32fast::hash(&img)));
+        assert_eq!(s.data_crc, Some(crc32fast::hash(&padded)));
+        let crcs = s.piece_crcs.unwrap().crcs;
+        // Piece CRCs, combined in order, are the CRC of all data.
+        let pieces = crate::sparse::split(&s.layout, 40 * 1024).unwrap();
+        assert_eq!(crcs.len(), pieces.len());
+        let mut whole = Hasher::new();
+        for (p, crc) in pieces.iter().zip(&crcs) {
+            let mut h = Hasher::new();
+            for c in &p.chunks {
+                let range = c.start_block as usize * 4096..c.end_block() as usize * 4096;
+                h.update(&padded[range]);
+            }
+            assert_eq!(h.clone().finalize(), *crc, "piece {}", p.index);
+            whole.combine(&h);
+        }
+        assert_eq!(whole.finalize(), crc32fast::hash(&padded));
+        // Not larger than the limit: one piece, the raw file itself.
+        let s = scan(&img[..], &ScanOptions { piece_crcs_for: Some(1 << 20), ..Default::default() }).unwrap();
+        assert_eq!(s.piece_crcs.unwrap().crcs, [crc32fast::hash(&img)]);
+        assert_eq!(s.file_crc, None);
+    }
+}
