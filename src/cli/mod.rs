@@ -112,8 +112,33 @@ pub enum Cmd {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print the CRC lists Xiaomi packages carry (crclist.txt, sparsecrclist.txt in both
+    /// formats) for these images.
+    Crc {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Split size the piece CRCs assume (default: what Xiaomi's generators use, 768 MiB for
+        /// the per-piece format and 512 MiB for the old one). Hex with 0x, or decimal.
+        #[arg(long, value_parser = parse_size_arg, value_name = "BYTES")]
+        max_download_size: Option<u64>,
+    },
     /// Run a simulated Xiaomi phone that fastboot clients (mi-flash, AOSP fastboot) can use.
     Simulate(commands::SimulateArgs),
+}
+
+/// A byte count: decimal, hex with 0x, or with a K/M/G suffix (powers of 1024).
+pub fn parse_size_arg(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    crate::fastboot::codec::parse_size(num)
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a size (bytes, 0x hex, or with K/M/G)"))
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
