@@ -109,10 +109,12 @@ fn yes(v: Option<String>) -> Option<bool> {
     v.map(|s| matches!(s.as_str(), "yes" | "true" | "1"))
 }
 
+/// `serial` is what `-s` accepts for this phone; for USB that is the USB serial, which is what
+/// the row shows even if the bootloader's `serialno` differs.
 fn probe(client: &mut FastbootClient, serial: String, transport: &str) -> DeviceRow {
     let mut get = |n: &str| client.getvar_opt(n).ok().flatten();
     let product = get("product");
-    let serial = get("serialno").unwrap_or(serial);
+    let serial = if transport == "usb" { serial } else { get("serialno").unwrap_or(serial) };
     let unlocked = yes(get("unlocked"));
     let anti = get("anti").and_then(|a| a.parse().ok());
     let current_slot = get("current-slot").map(|s| s.trim_start_matches('_').to_string());

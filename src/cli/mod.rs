@@ -73,6 +73,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "MI_FLASH_SIM_STORE", value_name = "DIR")]
     pub sim_store: Option<PathBuf>,
 
+    /// Bytes per USB bulk transfer (16K to 16M; default 1M). Smaller values help some USB
+    /// controllers that misbehave with large transfers.
+    #[arg(long, global = true, value_parser = crate::transport::usb::parse_chunk_size, value_name = "SIZE")]
+    pub usb_chunk_size: Option<usize>,
+
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -165,6 +170,7 @@ pub fn main() -> i32 {
             response_timeout: Duration::from_secs(cli.timeout.max(1)),
             write_timeout: Duration::from_secs(cli.write_timeout.max(1)),
             sim_store: cli.sim_store.clone(),
+            usb_chunk_size: cli.usb_chunk_size,
         },
     };
     match commands::run(cli.command, &ctx) {
