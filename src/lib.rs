@@ -4,4 +4,5 @@
 //! `cli` → `flasher` → `rom` / `fastboot` → `transport`; `sim` is the device side of the same
 //! fastboot codec; `sparse` is a pure library used by `fastboot`, `rom` and `sim`.
 
+pub mod rom;
 pub mod transport;
