@@ -7,5 +7,6 @@
 pub mod sparse;
 pub mod transport;
 pub mod fastboot;
+pub mod rom;
 pub mod sim;
 pub mod cli;
