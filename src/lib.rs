@@ -5,3 +5,4 @@
 //! fastboot codec; `sparse` is a pure library used by `fastboot`, `rom` and `sim`.
 
 pub mod transport;
+pub mod rom;

@@ -1,0 +1,4 @@
+pub mod package;
+pub mod verify;
+pub mod manifest;
+pub mod sample;
