@@ -1,4 +1,4 @@
-pub mod package;
-pub mod verify;
 pub mod manifest;
+pub mod package;
 pub mod sample;
+pub mod verify;

@@ -131,25 +131,37 @@ pub struct ArchiveDigest {
 pub enum PackageError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error(
-        "{path}: the download is incomplete or damaged ({detail}): re-download the package"
-    )]
+    #[error("{path}: the download is incomplete or damaged ({detail}): re-download the package")]
     Damaged { path: PathBuf, detail: String },
     #[error(
         "{path}: refusing entry `{entry}`: {reason}. Official Xiaomi packages never contain \
          this; the file was altered or is not a Xiaomi ROM: re-download it from Xiaomi"
     )]
-    UnsafeEntry { path: PathBuf, entry: String, reason: String },
+    UnsafeEntry {
+        path: PathBuf,
+        entry: String,
+        reason: String,
+    },
     #[error(
         "{path}: entry `{entry}` declares {declared} bytes, more than this archive can hold \
          (at most {limit} bytes): the archive is damaged or hostile: re-download it"
     )]
-    ImpossibleSize { path: PathBuf, entry: String, declared: u64, limit: u64 },
+    ImpossibleSize {
+        path: PathBuf,
+        entry: String,
+        declared: u64,
+        limit: u64,
+    },
     #[error(
         "{path}: `{entry}` is {size} bytes, too large for a package text file (limit {limit}): \
          the package is damaged or not a Xiaomi fastboot ROM"
     )]
-    SmallFileTooLarge { path: PathBuf, entry: String, size: u64, limit: u64 },
+    SmallFileTooLarge {
+        path: PathBuf,
+        entry: String,
+        size: u64,
+        limit: u64,
+    },
     #[error(
         "{path}: no folder with an `images/` subfolder found: this is not a Xiaomi fastboot \
          ROM (they are named <codename>_images_<build>_..._<md5>.tgz); download the fastboot \
@@ -160,7 +172,10 @@ pub enum PackageError {
         "{path}: several package folders found ({}): give the path of one of them",
         candidates.join(", ")
     )]
-    AmbiguousRoot { path: PathBuf, candidates: Vec<String> },
+    AmbiguousRoot {
+        path: PathBuf,
+        candidates: Vec<String>,
+    },
     #[error("{path}: more than {limit} entries: this is not a Xiaomi fastboot ROM")]
     TooManyEntries { path: PathBuf, limit: usize },
     #[error(
@@ -240,7 +255,11 @@ pub struct Package {
 impl Package {
     /// Opens and lists a package (one decompression pass for a `.tgz`).
     pub fn open(path: &Path) -> Result<Package, PackageError> {
-        Package::scan(path, ScanOptions::default(), &mut |_: &str, _: u64, _: &mut dyn Read| Ok(()))
+        Package::scan(
+            path,
+            ScanOptions::default(),
+            &mut |_: &str, _: u64, _: &mut dyn Read| Ok(()),
+        )
     }
 
     /// Opens a package and shows every regular file to `visitor` during the same pass — the
@@ -265,10 +284,19 @@ impl Package {
                         collector.entry(m.name.as_bytes(), RawKind::Dir, 0, None)?;
                     } else {
                         let mut reader = m.open(path)?;
-                        collector.entry(m.name.as_bytes(), RawKind::File, m.size, Some(&mut reader))?;
+                        collector.entry(
+                            m.name.as_bytes(),
+                            RawKind::File,
+                            m.size,
+                            Some(&mut reader),
+                        )?;
                     }
                 }
-                let digest = if options.digest { Some(digest_file(path)?) } else { None };
+                let digest = if options.digest {
+                    Some(digest_file(path)?)
+                } else {
+                    None
+                };
                 for m in members {
                     if !m.is_dir {
                         if let Ok(p) = normalize_entry_path(m.name.as_bytes()) {
@@ -357,7 +385,9 @@ impl Package {
         if self.root.is_empty() {
             return Some(archive_path.to_string());
         }
-        archive_path.strip_prefix(&root_prefix(&self.root)).map(str::to_string)
+        archive_path
+            .strip_prefix(&root_prefix(&self.root))
+            .map(str::to_string)
     }
 
     /// Streams every regular file below the root in archive order (one pass over a `.tgz`).
@@ -373,8 +403,14 @@ impl Package {
                 let prefix = root_prefix(&self.root);
                 let mut visitor_error: Option<E> = None;
                 let mut visit = |full: &str, _size: u64, data: &mut dyn Read| -> io::Result<()> {
-                    let rel = if self.root.is_empty() { Some(full) } else { full.strip_prefix(&prefix) };
-                    let Some(entry) = rel.and_then(|r| sizes.get(r)) else { return Ok(()) };
+                    let rel = if self.root.is_empty() {
+                        Some(full)
+                    } else {
+                        full.strip_prefix(&prefix)
+                    };
+                    let Some(entry) = rel.and_then(|r| sizes.get(r)) else {
+                        return Ok(());
+                    };
                     if let Err(e) = f(entry, data) {
                         visitor_error = Some(e);
                         return Err(io::Error::other(VisitorFailed));
@@ -427,7 +463,10 @@ impl Package {
     /// archive is decompressed from the start up to the file (prefer
     /// [`Package::for_each_image`] to read several).
     pub fn open_file(&self, rel: &str) -> Result<Box<dyn Read + Send>, PackageError> {
-        let no_such = || PackageError::NoSuchEntry { path: self.path.clone(), entry: rel.to_string() };
+        let no_such = || PackageError::NoSuchEntry {
+            path: self.path.clone(),
+            entry: rel.to_string(),
+        };
         let rel = normalize_rel(rel).ok_or_else(no_such)?;
         match self.entries.iter().find(|e| e.path == rel) {
             Some(e) if e.kind == EntryKind::File => {}
@@ -436,7 +475,10 @@ impl Package {
         match self.kind {
             SourceKind::Dir => {
                 let p = self.path.join(&self.root).join(&rel);
-                let file = File::open(&p).map_err(|e| PackageError::Io { path: p.clone(), source: e })?;
+                let file = File::open(&p).map_err(|e| PackageError::Io {
+                    path: p.clone(),
+                    source: e,
+                })?;
                 Ok(Box::new(file))
             }
             SourceKind::Zip => {
@@ -457,7 +499,9 @@ impl Package {
 
 impl PackageFiles for Package {
     fn exists(&self, rel: &str) -> bool {
-        let Some(rel) = normalize_rel(rel) else { return false };
+        let Some(rel) = normalize_rel(rel) else {
+            return false;
+        };
         rel.is_empty() || self.entries.iter().any(|e| e.path == rel)
     }
 
@@ -469,7 +513,9 @@ impl PackageFiles for Package {
         let mut names: Vec<String> = self
             .entries
             .iter()
-            .filter(|e| e.kind == EntryKind::File && !e.path.contains('/') && is_script_name(&e.path))
+            .filter(|e| {
+                e.kind == EntryKind::File && !e.path.contains('/') && is_script_name(&e.path)
+            })
             .map(|e| e.path.clone())
             .collect();
         names.sort();
@@ -513,7 +559,9 @@ fn normalize_entry_path(raw: &[u8]) -> Result<String, String> {
         return Err("it has an absolute path".into());
     }
     if s.contains('\\') {
-        return Err("its name contains a backslash, which Windows reads as a folder separator".into());
+        return Err(
+            "its name contains a backslash, which Windows reads as a folder separator".into(),
+        );
     }
     if s.chars().any(char::is_control) {
         return Err("its name contains control characters".into());
@@ -570,7 +618,11 @@ impl<'a> Collector<'a> {
     }
 
     fn unsafe_entry(&self, entry: &str, reason: impl Into<String>) -> PackageError {
-        PackageError::UnsafeEntry { path: self.path.clone(), entry: entry.to_string(), reason: reason.into() }
+        PackageError::UnsafeEntry {
+            path: self.path.clone(),
+            entry: entry.to_string(),
+            reason: reason.into(),
+        }
     }
 
     fn entry(
@@ -585,7 +637,9 @@ impl<'a> Collector<'a> {
         let kind = match kind {
             RawKind::File => EntryKind::File,
             RawKind::Dir => EntryKind::Dir,
-            RawKind::Refused(what) => return Err(self.unsafe_entry(&shown, format!("it is {what}"))),
+            RawKind::Refused(what) => {
+                return Err(self.unsafe_entry(&shown, format!("it is {what}")))
+            }
         };
         if path.is_empty() {
             if kind == EntryKind::Dir {
@@ -594,12 +648,16 @@ impl<'a> Collector<'a> {
             return Err(self.unsafe_entry(&shown, "it has an empty name"));
         }
         if self.entries.len() >= MAX_ENTRIES {
-            return Err(PackageError::TooManyEntries { path: self.path.clone(), limit: MAX_ENTRIES });
+            return Err(PackageError::TooManyEntries {
+                path: self.path.clone(),
+                limit: MAX_ENTRIES,
+            });
         }
         let key = path.to_lowercase();
         if let Some(prev) = self.seen.get(&key) {
             let reason = if *prev == path {
-                "it appears twice in the archive (a later copy would silently replace the first)".to_string()
+                "it appears twice in the archive (a later copy would silently replace the first)"
+                    .to_string()
             } else {
                 format!("it collides with `{prev}` on file systems that ignore letter case")
             };
@@ -614,7 +672,10 @@ impl<'a> Collector<'a> {
             let pk = parent.to_lowercase();
             if let Some(prev) = self.seen.get(&pk) {
                 if self.files.iter().any(|(f, _)| f == prev) {
-                    return Err(self.unsafe_entry(&path, format!("its folder `{prev}` is a file in the same archive")));
+                    return Err(self.unsafe_entry(
+                        &path,
+                        format!("its folder `{prev}` is a file in the same archive"),
+                    ));
                 }
             }
         }
@@ -623,7 +684,9 @@ impl<'a> Collector<'a> {
         }
         self.seen.insert(key, path.clone());
         for parent in parents {
-            self.seen.entry(parent.to_lowercase()).or_insert_with(|| parent.clone());
+            self.seen
+                .entry(parent.to_lowercase())
+                .or_insert_with(|| parent.clone());
             self.dirs.insert(parent);
         }
         match kind {
@@ -642,33 +705,45 @@ impl<'a> Collector<'a> {
         Ok(())
     }
 
-    fn read_file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), PackageError> {
+    fn read_file(
+        &mut self,
+        path: &str,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<(), PackageError> {
         let base = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
         let wanted = is_script_name(&base) || SMALL_NAMES.contains(&base.as_str());
         let mut tap = ErrorTap::new(data);
-        let result = if wanted && size <= SMALL_FILE_LIMIT && self.small_total + size <= SMALL_TOTAL_LIMIT {
-            let mut content = Vec::with_capacity(size as usize);
-            match (&mut tap).take(size).read_to_end(&mut content) {
-                Ok(_) if content.len() as u64 == size => {
-                    self.small_total += size;
-                    let r = self.visitor.file(path, size, &mut &content[..]);
-                    self.small.insert(path.to_string(), content);
-                    r
+        let result =
+            if wanted && size <= SMALL_FILE_LIMIT && self.small_total + size <= SMALL_TOTAL_LIMIT {
+                let mut content = Vec::with_capacity(size as usize);
+                match (&mut tap).take(size).read_to_end(&mut content) {
+                    Ok(_) if content.len() as u64 == size => {
+                        self.small_total += size;
+                        let r = self.visitor.file(path, size, &mut &content[..]);
+                        self.small.insert(path.to_string(), content);
+                        r
+                    }
+                    Ok(_) => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than declared",
+                    )),
+                    Err(e) => Err(e),
                 }
-                Ok(_) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file is shorter than declared")),
-                Err(e) => Err(e),
-            }
-        } else {
-            if wanted {
-                self.too_large.insert(path.to_string(), size);
-            }
-            let r = self.visitor.file(path, size, &mut tap);
-            // Data the visitor did not read still has to pass (and be checked) for archives.
-            r.and_then(|()| io::copy(&mut tap, &mut io::sink()).map(|_| ()))
-        };
+            } else {
+                if wanted {
+                    self.too_large.insert(path.to_string(), size);
+                }
+                let r = self.visitor.file(path, size, &mut tap);
+                // Data the visitor did not read still has to pass (and be checked) for archives.
+                r.and_then(|()| io::copy(&mut tap, &mut io::sink()).map(|_| ()))
+            };
         match (result, tap.error.take()) {
             (_, Some(e)) => Err(read_error(&self.path, path, e)),
-            (Err(e), None) => Err(PackageError::Io { path: self.path.clone(), source: e }),
+            (Err(e), None) => Err(PackageError::Io {
+                path: self.path.clone(),
+                source: e,
+            }),
             (Ok(()), None) => Ok(()),
         }
     }
@@ -703,9 +778,17 @@ impl<'a> Collector<'a> {
         let entries = self
             .entries
             .into_iter()
-            .filter_map(|(p, size, kind)| rel(&p).filter(|r| !r.is_empty()).map(|path| Entry { path, size, kind }))
+            .filter_map(|(p, size, kind)| {
+                rel(&p)
+                    .filter(|r| !r.is_empty())
+                    .map(|path| Entry { path, size, kind })
+            })
             .collect();
-        let small = self.small.into_iter().filter_map(|(p, c)| rel(&p).map(|r| (r, c))).collect();
+        let small = self
+            .small
+            .into_iter()
+            .filter_map(|(p, c)| rel(&p).map(|r| (r, c)))
+            .collect();
         Ok(Package {
             path: self.path,
             kind,
@@ -746,7 +829,10 @@ fn read_error(path: &Path, entry: &str, e: io::Error) -> PackageError {
             source: io::Error::new(inner.0.kind(), inner.0.to_string()),
         };
     }
-    PackageError::Damaged { path: path.to_path_buf(), detail: format!("while reading `{entry}`: {e}") }
+    PackageError::Damaged {
+        path: path.to_path_buf(),
+        detail: format!("while reading `{entry}`: {e}"),
+    }
 }
 
 /// Remembers the first error of the wrapped reader, so a caller's failure can be told apart
@@ -769,7 +855,10 @@ impl<R: Read> Read for ErrorTap<R> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
             Err(e) => {
                 let copy = match e.get_ref().and_then(|r| r.downcast_ref::<FileReadError>()) {
-                    Some(f) => io::Error::new(e.kind(), FileReadError(io::Error::new(f.0.kind(), f.0.to_string()))),
+                    Some(f) => io::Error::new(
+                        e.kind(),
+                        FileReadError(io::Error::new(f.0.kind(), f.0.to_string())),
+                    ),
                     None => io::Error::new(e.kind(), e.to_string()),
                 };
                 self.error.get_or_insert(copy);
@@ -788,7 +877,10 @@ struct HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).map_err(|e| io::Error::new(e.kind(), FileReadError(e)))?;
+        let n = self
+            .inner
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), FileReadError(e)))?;
         if let Some((md5, sha)) = &mut self.hashes {
             md5.update(&buf[..n]);
             sha.update(&buf[..n]);
@@ -814,7 +906,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 fn detect_kind(path: &Path) -> Result<SourceKind, PackageError> {
-    let io_err = |e| PackageError::Io { path: path.to_path_buf(), source: e };
+    let io_err = |e| PackageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let meta = fs::metadata(path).map_err(io_err)?;
     if meta.is_dir() {
         return Ok(SourceKind::Dir);
@@ -839,24 +934,44 @@ fn detect_kind(path: &Path) -> Result<SourceKind, PackageError> {
     } else {
         Err(PackageError::UnknownFormat {
             path: path.to_path_buf(),
-            magic: head.iter().take(4).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
+            magic: head
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         })
     }
 }
 
 fn digest_file(path: &Path) -> Result<ArchiveDigest, PackageError> {
-    let file = File::open(path).map_err(|e| PackageError::Io { path: path.to_path_buf(), source: e })?;
-    let mut reader = HashingReader { inner: file, hashes: Some((Md5::new(), Sha256::new())), count: 0 };
+    let file = File::open(path).map_err(|e| PackageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut reader = HashingReader {
+        inner: file,
+        hashes: Some((Md5::new(), Sha256::new())),
+        count: 0,
+    };
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(PackageError::Io { path: path.to_path_buf(), source: e }),
+            Err(e) => {
+                return Err(PackageError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
         }
     }
-    reader.digest().ok_or_else(|| PackageError::Damaged { path: path.to_path_buf(), detail: "no digest".into() })
+    reader.digest().ok_or_else(|| PackageError::Damaged {
+        path: path.to_path_buf(),
+        detail: "no digest".into(),
+    })
 }
 
 /// Streams a `.tgz` / `.tar` through `collector`, checking every header. Returns the archive
@@ -867,7 +982,10 @@ fn scan_tar_stream(
     want_digest: bool,
     collector: &mut Collector<'_>,
 ) -> Result<Option<ArchiveDigest>, PackageError> {
-    let io_err = |e| PackageError::Io { path: path.to_path_buf(), source: e };
+    let io_err = |e| PackageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let file = File::open(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
     let hashing = HashingReader {
@@ -877,7 +995,9 @@ fn scan_tar_stream(
     };
     let buffered = BufReader::with_capacity(READ_BUFFER, hashing);
     if kind == SourceKind::Tgz {
-        let limit = file_len.saturating_mul(DEFLATE_MAX_RATIO).saturating_add(1 << 20);
+        let limit = file_len
+            .saturating_mul(DEFLATE_MAX_RATIO)
+            .saturating_add(1 << 20);
         let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
         let mut tar = TarReader::new(BufReader::with_capacity(READ_BUFFER, decoder));
         walk_tar(path, &mut tar, limit, collector, None)?;
@@ -915,7 +1035,13 @@ fn walk_tar<R: Read>(
         let header = match tar.next_header() {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(false),
-            Err(e) => return Err(tar_error(path, e, collector.entries.last().map(|e| e.0.as_str()))),
+            Err(e) => {
+                return Err(tar_error(
+                    path,
+                    e,
+                    collector.entries.last().map(|e| e.0.as_str()),
+                ))
+            }
         };
         let shown = String::from_utf8_lossy(&header.path).into_owned();
         if tar.offset().saturating_add(header.size) > limit {
@@ -968,16 +1094,32 @@ fn tar_error(path: &Path, e: TarError, last: Option<&str>) -> PackageError {
 
 /// Streams a `.tgz` up to `full` (checking everything before it) and returns a reader over
 /// that member's data.
-fn open_tar_member(path: &Path, kind: SourceKind, full: &str) -> Result<Box<dyn Read + Send>, PackageError> {
-    let io_err = |e| PackageError::Io { path: path.to_path_buf(), source: e };
+fn open_tar_member(
+    path: &Path,
+    kind: SourceKind,
+    full: &str,
+) -> Result<Box<dyn Read + Send>, PackageError> {
+    let io_err = |e| PackageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let file = File::open(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
-    let hashing = HashingReader { inner: file, hashes: None, count: 0 };
+    let hashing = HashingReader {
+        inner: file,
+        hashes: None,
+        count: 0,
+    };
     let buffered = BufReader::with_capacity(READ_BUFFER, hashing);
     let (reader, limit): (Box<dyn Read + Send>, u64) = if kind == SourceKind::Tgz {
         (
-            Box::new(BufReader::with_capacity(READ_BUFFER, flate2::bufread::MultiGzDecoder::new(buffered))),
-            file_len.saturating_mul(DEFLATE_MAX_RATIO).saturating_add(1 << 20),
+            Box::new(BufReader::with_capacity(
+                READ_BUFFER,
+                flate2::bufread::MultiGzDecoder::new(buffered),
+            )),
+            file_len
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(1 << 20),
         )
     } else {
         (Box::new(buffered), file_len)
@@ -991,9 +1133,16 @@ fn open_tar_member(path: &Path, kind: SourceKind, full: &str) -> Result<Box<dyn 
         walk_tar(path, &mut tar, limit, &mut collector, Some(full))?
     };
     if !found {
-        return Err(PackageError::NoSuchEntry { path: path.to_path_buf(), entry: full.to_string() });
+        return Err(PackageError::NoSuchEntry {
+            path: path.to_path_buf(),
+            entry: full.to_string(),
+        });
     }
-    Ok(Box::new(TarMemberReader { tar, path: path.to_path_buf(), entry: full.to_string() }))
+    Ok(Box::new(TarMemberReader {
+        tar,
+        path: path.to_path_buf(),
+        entry: full.to_string(),
+    }))
 }
 
 struct TarMemberReader<R: Read> {
@@ -1027,16 +1176,22 @@ fn resolve_root(path: &Path, files: &[(String, u64)]) -> Result<String, PackageE
         .filter(|c| {
             let prefix = root_prefix(c);
             files.iter().any(|(f, _)| {
-                f.strip_prefix(&prefix)
-                    .is_some_and(|rest| !rest.contains('/') && rest.starts_with("flash_all") && is_script_name(rest))
+                f.strip_prefix(&prefix).is_some_and(|rest| {
+                    !rest.contains('/') && rest.starts_with("flash_all") && is_script_name(rest)
+                })
             })
         })
         .collect();
     match (with_scripts.len(), candidates.len()) {
         (1, _) => Ok(with_scripts[0].clone()),
         (0, 1) => Ok(candidates.into_iter().next().unwrap_or_default()),
-        (0, 0) => Err(PackageError::NoPackageRoot { path: path.to_path_buf() }),
-        (0, _) => Err(PackageError::AmbiguousRoot { path: path.to_path_buf(), candidates: candidates.into_iter().collect() }),
+        (0, 0) => Err(PackageError::NoPackageRoot {
+            path: path.to_path_buf(),
+        }),
+        (0, _) => Err(PackageError::AmbiguousRoot {
+            path: path.to_path_buf(),
+            candidates: candidates.into_iter().collect(),
+        }),
         _ => Err(PackageError::AmbiguousRoot {
             path: path.to_path_buf(),
             candidates: with_scripts.into_iter().cloned().collect(),
@@ -1061,16 +1216,26 @@ struct ZipMember {
 
 impl ZipMember {
     fn open(&self, path: &Path) -> Result<ZipMemberReader, PackageError> {
-        let io_err = |e| PackageError::Io { path: path.to_path_buf(), source: e };
+        let io_err = |e| PackageError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
         let mut file = File::open(path).map_err(io_err)?;
-        file.seek(SeekFrom::Start(self.data_start)).map_err(io_err)?;
+        file.seek(SeekFrom::Start(self.data_start))
+            .map_err(io_err)?;
         let raw = BufReader::with_capacity(READ_BUFFER, file).take(self.compressed_size);
         let inner: Box<dyn Read + Send> = if self.deflated {
             Box::new(flate2::bufread::DeflateDecoder::new(raw))
         } else {
             Box::new(raw)
         };
-        Ok(ZipMemberReader { inner, expected_size: self.size, expected_crc: self.crc32, count: 0, crc: crc32fast::Hasher::new() })
+        Ok(ZipMemberReader {
+            inner,
+            expected_size: self.size,
+            expected_crc: self.crc32,
+            count: 0,
+            crc: crc32fast::Hasher::new(),
+        })
     }
 }
 
@@ -1094,21 +1259,30 @@ impl Read for ZipMemberReader {
         let n = self.inner.read(&mut buf[..want])?;
         self.count += n as u64;
         if self.count > self.expected_size {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the file holds more data than the zip directory declares"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file holds more data than the zip directory declares",
+            ));
         }
         self.crc.update(&buf[..n]);
         if n == 0 {
             if self.count != self.expected_size {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("the file ends after {} of {} bytes", self.count, self.expected_size),
+                    format!(
+                        "the file ends after {} of {} bytes",
+                        self.count, self.expected_size
+                    ),
                 ));
             }
             let crc = self.crc.clone().finalize();
             if crc != self.expected_crc {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("CRC-32 {crc:08x} does not match the zip directory ({:08x})", self.expected_crc),
+                    format!(
+                        "CRC-32 {crc:08x} does not match the zip directory ({:08x})",
+                        self.expected_crc
+                    ),
                 ));
             }
         }
@@ -1117,21 +1291,39 @@ impl Read for ZipMemberReader {
 }
 
 fn list_zip(path: &Path) -> Result<Vec<ZipMember>, PackageError> {
-    let io_err = |e| PackageError::Io { path: path.to_path_buf(), source: e };
+    let io_err = |e| PackageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let file = File::open(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
-    let damaged = |detail: String| PackageError::Damaged { path: path.to_path_buf(), detail };
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| damaged(format!("unreadable zip directory: {e}")))?;
+    let damaged = |detail: String| PackageError::Damaged {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| damaged(format!("unreadable zip directory: {e}")))?;
     if archive.len() > MAX_ENTRIES {
-        return Err(PackageError::TooManyEntries { path: path.to_path_buf(), limit: MAX_ENTRIES });
+        return Err(PackageError::TooManyEntries {
+            path: path.to_path_buf(),
+            limit: MAX_ENTRIES,
+        });
     }
     let mut members = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
-        let f = archive.by_index_raw(i).map_err(|e| damaged(format!("zip entry {i}: {e}")))?;
+        let f = archive
+            .by_index_raw(i)
+            .map_err(|e| damaged(format!("zip entry {i}: {e}")))?;
         let raw_name = f.name_raw().to_vec();
         let shown = String::from_utf8_lossy(&raw_name).into_owned();
-        let refuse = |reason: &str| PackageError::UnsafeEntry { path: path.to_path_buf(), entry: shown.clone(), reason: reason.to_string() };
-        let name = std::str::from_utf8(&raw_name).map_err(|_| refuse("its name is not valid UTF-8"))?.to_string();
+        let refuse = |reason: &str| PackageError::UnsafeEntry {
+            path: path.to_path_buf(),
+            entry: shown.clone(),
+            reason: reason.to_string(),
+        };
+        let name = std::str::from_utf8(&raw_name)
+            .map_err(|_| refuse("its name is not valid UTF-8"))?
+            .to_string();
         let mode = f.unix_mode().unwrap_or(0) & 0o170000;
         match mode {
             0o120000 => return Err(refuse("it is a symbolic link")),
@@ -1149,19 +1341,42 @@ fn list_zip(path: &Path) -> Result<Vec<ZipMember>, PackageError> {
             zip::CompressionMethod::Stored => false,
             zip::CompressionMethod::Deflated => true,
             other => {
-                return Err(refuse(&format!("it uses compression {other:?}; re-pack the folder with ordinary deflate")));
+                return Err(refuse(&format!(
+                    "it uses compression {other:?}; re-pack the folder with ordinary deflate"
+                )));
             }
         };
         let (size, compressed_size) = (f.size(), f.compressed_size());
         let data_start = f.data_start();
         if data_start.saturating_add(compressed_size) > file_len {
-            return Err(damaged(format!("`{shown}` extends past the end of the file")));
+            return Err(damaged(format!(
+                "`{shown}` extends past the end of the file"
+            )));
         }
-        let limit = if deflated { compressed_size.saturating_mul(DEFLATE_MAX_RATIO).saturating_add(1024) } else { compressed_size };
+        let limit = if deflated {
+            compressed_size
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(1024)
+        } else {
+            compressed_size
+        };
         if size > limit {
-            return Err(PackageError::ImpossibleSize { path: path.to_path_buf(), entry: shown, declared: size, limit });
+            return Err(PackageError::ImpossibleSize {
+                path: path.to_path_buf(),
+                entry: shown,
+                declared: size,
+                limit,
+            });
         }
-        members.push(ZipMember { name, is_dir, size, compressed_size, crc32: f.crc32(), data_start, deflated });
+        members.push(ZipMember {
+            name,
+            is_dir,
+            size,
+            compressed_size,
+            crc32: f.crc32(),
+            data_start,
+            deflated,
+        });
     }
     Ok(members)
 }
@@ -1171,7 +1386,10 @@ fn list_zip(path: &Path) -> Result<Vec<ZipMember>, PackageError> {
 
 /// Finds the package root below `path` (the folder itself or up to a few levels down).
 fn find_dir_root(path: &Path) -> Result<String, PackageError> {
-    let io_err = |p: &Path, e| PackageError::Io { path: p.to_path_buf(), source: e };
+    let io_err = |p: &Path, e| PackageError::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
     let mut candidates: Vec<(String, bool)> = Vec::new();
     let mut queue: Vec<(PathBuf, String, usize)> = vec![(path.to_path_buf(), String::new(), 0)];
     let mut visited = 0usize;
@@ -1194,13 +1412,19 @@ fn find_dir_root(path: &Path) -> Result<String, PackageError> {
         if depth >= MAX_ROOT_DEPTH {
             continue;
         }
-        let Ok(read) = fs::read_dir(&dir) else { continue };
+        let Ok(read) = fs::read_dir(&dir) else {
+            continue;
+        };
         let mut children: Vec<(PathBuf, String)> = read
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| {
                 let n = e.file_name().to_string_lossy().into_owned();
-                let child_rel = if rel.is_empty() { n.clone() } else { format!("{rel}/{n}") };
+                let child_rel = if rel.is_empty() {
+                    n.clone()
+                } else {
+                    format!("{rel}/{n}")
+                };
                 (e.path(), child_rel)
             })
             // The root's own images/ folder is not a place to look for another root.
@@ -1215,16 +1439,27 @@ fn find_dir_root(path: &Path) -> Result<String, PackageError> {
     match (with_scripts.len(), candidates.len()) {
         (1, _) => Ok(with_scripts[0].0.clone()),
         (0, 1) => Ok(candidates[0].0.clone()),
-        (0, 0) => Err(PackageError::NoPackageRoot { path: path.to_path_buf() }),
-        (0, _) => Err(PackageError::AmbiguousRoot { path: path.to_path_buf(), candidates: candidates.into_iter().map(|c| c.0).collect() }),
-        _ => Err(PackageError::AmbiguousRoot { path: path.to_path_buf(), candidates: with_scripts.into_iter().map(|c| c.0.clone()).collect() }),
+        (0, 0) => Err(PackageError::NoPackageRoot {
+            path: path.to_path_buf(),
+        }),
+        (0, _) => Err(PackageError::AmbiguousRoot {
+            path: path.to_path_buf(),
+            candidates: candidates.into_iter().map(|c| c.0).collect(),
+        }),
+        _ => Err(PackageError::AmbiguousRoot {
+            path: path.to_path_buf(),
+            candidates: with_scripts.into_iter().map(|c| c.0.clone()).collect(),
+        }),
     }
 }
 
 /// Lists the root folder (sorted, depth-first) through the collector, reading every file.
 fn scan_dir(path: &Path, root: &str, collector: &mut Collector<'_>) -> Result<(), PackageError> {
     let root_path = path.join(root);
-    let io_err = |p: &Path, e| PackageError::Io { path: p.to_path_buf(), source: e };
+    let io_err = |p: &Path, e| PackageError::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
     let canonical_root = fs::canonicalize(&root_path).map_err(|e| io_err(&root_path, e))?;
     let prefix = root_prefix(root);
     let mut stack: Vec<(PathBuf, String)> = vec![(root_path.clone(), String::new())];
@@ -1237,7 +1472,11 @@ fn scan_dir(path: &Path, root: &str, collector: &mut Collector<'_>) -> Result<()
         children.sort();
         let mut subdirs = Vec::new();
         for (name, child) in children {
-            let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
             let full = format!("{prefix}{child_rel}");
             let meta = fs::symlink_metadata(&child).map_err(|e| io_err(&child, e))?;
             let ft = meta.file_type();
@@ -1245,9 +1484,19 @@ fn scan_dir(path: &Path, root: &str, collector: &mut Collector<'_>) -> Result<()
                 let target = fs::canonicalize(&child).map_err(|e| io_err(&child, e))?;
                 let tmeta = fs::metadata(&target).map_err(|e| io_err(&target, e))?;
                 if !target.starts_with(&canonical_root) {
-                    collector.entry(full.as_bytes(), RawKind::Refused("a symbolic link pointing outside the package folder"), 0, None)?;
+                    collector.entry(
+                        full.as_bytes(),
+                        RawKind::Refused("a symbolic link pointing outside the package folder"),
+                        0,
+                        None,
+                    )?;
                 } else if !tmeta.is_file() {
-                    collector.entry(full.as_bytes(), RawKind::Refused("a symbolic link to something other than a regular file"), 0, None)?;
+                    collector.entry(
+                        full.as_bytes(),
+                        RawKind::Refused("a symbolic link to something other than a regular file"),
+                        0,
+                        None,
+                    )?;
                 } else {
                     let mut f = File::open(&target).map_err(|e| io_err(&target, e))?;
                     collector.entry(full.as_bytes(), RawKind::File, tmeta.len(), Some(&mut f))?;
@@ -1260,9 +1509,19 @@ fn scan_dir(path: &Path, root: &str, collector: &mut Collector<'_>) -> Result<()
                 // Read exactly the listed size: a file growing meanwhile must not desync the
                 // checks, and one shrinking is reported by the collector.
                 let mut limited = (&mut f).take(meta.len());
-                collector.entry(full.as_bytes(), RawKind::File, meta.len(), Some(&mut limited))?;
+                collector.entry(
+                    full.as_bytes(),
+                    RawKind::File,
+                    meta.len(),
+                    Some(&mut limited),
+                )?;
             } else {
-                collector.entry(full.as_bytes(), RawKind::Refused("a device file, FIFO or socket"), 0, None)?;
+                collector.entry(
+                    full.as_bytes(),
+                    RawKind::Refused("a device file, FIFO or socket"),
+                    0,
+                    None,
+                )?;
             }
         }
         subdirs.reverse();
@@ -1277,12 +1536,30 @@ mod tests {
 
     #[test]
     fn entry_paths_are_confined() {
-        assert_eq!(normalize_entry_path(b"./top/images/boot.img").unwrap(), "top/images/boot.img");
+        assert_eq!(
+            normalize_entry_path(b"./top/images/boot.img").unwrap(),
+            "top/images/boot.img"
+        );
         assert_eq!(normalize_entry_path(b"top//images/").unwrap(), "top/images");
-        for bad in [&b"/etc/passwd"[..], b"top/../../x", b"..", b"a\\b", b"C:/x", b"a/\xff", b"a\nb"] {
-            assert!(normalize_entry_path(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"top/../../x",
+            b"..",
+            b"a\\b",
+            b"C:/x",
+            b"a/\xff",
+            b"a\nb",
+        ] {
+            assert!(
+                normalize_entry_path(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert_eq!(normalize_rel("images\\boot.img").as_deref(), Some("images/boot.img"));
+        assert_eq!(
+            normalize_rel("images\\boot.img").as_deref(),
+            Some("images/boot.img")
+        );
         assert_eq!(normalize_rel("../x"), None);
     }
 
@@ -1290,16 +1567,37 @@ mod tests {
     fn root_is_the_folder_holding_images_and_scripts() {
         let files = |v: &[&str]| v.iter().map(|s| (s.to_string(), 1)).collect::<Vec<_>>();
         let p = Path::new("x.tgz");
-        assert_eq!(resolve_root(p, &files(&["t/images/a.img", "t/flash_all.sh"])).unwrap(), "t");
-        assert_eq!(resolve_root(p, &files(&["images/a.img", "flash_all.bat"])).unwrap(), "");
-        // A nested images/ folder without scripts does not compete with the real root.
         assert_eq!(
-            resolve_root(p, &files(&["t/images/a.img", "t/flash_all.sh", "t/images/x/images/b"])).unwrap(),
+            resolve_root(p, &files(&["t/images/a.img", "t/flash_all.sh"])).unwrap(),
             "t"
         );
-        assert!(matches!(resolve_root(p, &files(&["t/boot.img"])), Err(PackageError::NoPackageRoot { .. })));
+        assert_eq!(
+            resolve_root(p, &files(&["images/a.img", "flash_all.bat"])).unwrap(),
+            ""
+        );
+        // A nested images/ folder without scripts does not compete with the real root.
+        assert_eq!(
+            resolve_root(
+                p,
+                &files(&["t/images/a.img", "t/flash_all.sh", "t/images/x/images/b"])
+            )
+            .unwrap(),
+            "t"
+        );
         assert!(matches!(
-            resolve_root(p, &files(&["a/images/x", "a/flash_all.sh", "b/images/x", "b/flash_all.sh"])),
+            resolve_root(p, &files(&["t/boot.img"])),
+            Err(PackageError::NoPackageRoot { .. })
+        ));
+        assert!(matches!(
+            resolve_root(
+                p,
+                &files(&[
+                    "a/images/x",
+                    "a/flash_all.sh",
+                    "b/images/x",
+                    "b/flash_all.sh"
+                ])
+            ),
             Err(PackageError::AmbiguousRoot { .. })
         ));
     }

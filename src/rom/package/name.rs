@@ -113,10 +113,19 @@ mod tests {
     #[test]
     fn folders_and_repacks_have_no_fragment() {
         let n = PackageName::parse("piano_images_OS3.0.9.0.WPYCNXM_16.0").unwrap();
-        assert_eq!((n.build.as_deref(), n.android.as_deref()), (Some("OS3.0.9.0.WPYCNXM"), Some("16.0")));
+        assert_eq!(
+            (n.build.as_deref(), n.android.as_deref()),
+            (Some("OS3.0.9.0.WPYCNXM"), Some("16.0"))
+        );
         assert_eq!(n.md5_fragment, None);
-        assert_eq!(md5_fragment("x_images_V1_20200101.0000.00_11.0_global.tar.bz2"), None);
-        assert_eq!(md5_fragment("a_356DB336FA.tgz").as_deref(), Some("356db336fa"));
+        assert_eq!(
+            md5_fragment("x_images_V1_20200101.0000.00_11.0_global.tar.bz2"),
+            None
+        );
+        assert_eq!(
+            md5_fragment("a_356DB336FA.tgz").as_deref(),
+            Some("356db336fa")
+        );
         assert!(PackageName::parse("random.tgz").is_none());
     }
 }

@@ -68,7 +68,13 @@ pub(crate) struct TarReader<R: Read> {
 
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R) -> Self {
-        TarReader { inner, offset: 0, remaining: 0, padding: 0, finished: false }
+        TarReader {
+            inner,
+            offset: 0,
+            remaining: 0,
+            padding: 0,
+            finished: false,
+        }
     }
 
     /// Bytes of the uncompressed stream consumed so far.
@@ -107,8 +113,10 @@ impl<R: Read> TarReader<R> {
                 return Ok(None);
             }
             verify_checksum(&block, offset)?;
-            let size = parse_size(&block[124..136])
-                .ok_or_else(|| TarError::Corrupt { offset, detail: "unreadable size field".into() })?;
+            let size = parse_size(&block[124..136]).ok_or_else(|| TarError::Corrupt {
+                offset,
+                detail: "unreadable size field".into(),
+            })?;
             let type_flag = block[156];
             match type_flag {
                 b'L' | b'K' | b'x' | b'g' => {
@@ -127,9 +135,8 @@ impl<R: Read> TarReader<R> {
                             long_name = Some(data[..end].to_vec());
                         }
                         b'x' => {
-                            let (path, sz) = parse_pax(&data).map_err(|detail| {
-                                TarError::Corrupt { offset, detail }
-                            })?;
+                            let (path, sz) = parse_pax(&data)
+                                .map_err(|detail| TarError::Corrupt { offset, detail })?;
                             if path.is_some() {
                                 pax_path = path;
                             }
@@ -187,7 +194,9 @@ impl<R: Read> TarReader<R> {
             let want = left.min(scratch.len() as u64) as usize;
             let n = self.inner.read(&mut scratch[..want])?;
             if n == 0 {
-                return Err(TarError::Truncated { offset: self.offset });
+                return Err(TarError::Truncated {
+                    offset: self.offset,
+                });
             }
             left -= n as u64;
             self.offset += n as u64;
@@ -210,7 +219,9 @@ impl<R: Read> TarReader<R> {
                 if filled == 0 {
                     return Ok(false);
                 }
-                return Err(TarError::Truncated { offset: self.offset });
+                return Err(TarError::Truncated {
+                    offset: self.offset,
+                });
             }
             filled += n;
             self.offset += n as u64;
@@ -224,7 +235,9 @@ impl<R: Read> TarReader<R> {
         while filled < data.len() {
             let n = self.inner.read(&mut data[filled..])?;
             if n == 0 {
-                return Err(TarError::Truncated { offset: self.offset });
+                return Err(TarError::Truncated {
+                    offset: self.offset,
+                });
             }
             filled += n;
             self.offset += n as u64;
@@ -265,8 +278,10 @@ fn padding(size: u64) -> u64 {
 }
 
 fn verify_checksum(block: &[u8; 512], offset: u64) -> Result<(), TarError> {
-    let stored = parse_octal(&block[148..156])
-        .ok_or_else(|| TarError::Corrupt { offset, detail: "unreadable header checksum".into() })?;
+    let stored = parse_octal(&block[148..156]).ok_or_else(|| TarError::Corrupt {
+        offset,
+        detail: "unreadable header checksum".into(),
+    })?;
     let mut unsigned: u64 = 0;
     let mut signed: i64 = 0;
     for (i, &b) in block.iter().enumerate() {
@@ -405,7 +420,11 @@ mod tests {
 
     #[test]
     fn reads_members_and_data_in_order() {
-        let bytes = archive(&[("a/", b"", b'5'), ("a/x.txt", b"hello", b'0'), ("a/y", b"12345678", b'0')]);
+        let bytes = archive(&[
+            ("a/", b"", b'5'),
+            ("a/x.txt", b"hello", b'0'),
+            ("a/y", b"12345678", b'0'),
+        ]);
         let mut t = TarReader::new(&bytes[..]);
         let h = t.next_header().unwrap().unwrap();
         assert_eq!((h.path.as_slice(), h.kind), (&b"a/"[..], TarKind::Dir));
@@ -427,7 +446,11 @@ mod tests {
         bytes.truncate(bytes.len() - 1024);
         let pax = "18 path=p/pax.img\n";
         assert_eq!(pax.len(), 18);
-        bytes.extend_from_slice(&archive(&[("x", b"1", b'0'), ("PaxHeader", pax.as_bytes(), b'x'), ("y", b"22", b'0')]));
+        bytes.extend_from_slice(&archive(&[
+            ("x", b"1", b'0'),
+            ("PaxHeader", pax.as_bytes(), b'x'),
+            ("y", b"22", b'0'),
+        ]));
         let mut t = TarReader::new(&bytes[..]);
         assert_eq!(t.next_header().unwrap().unwrap().path, long.as_bytes());
         assert_eq!(t.next_header().unwrap().unwrap().path, b"p/pax.img");
@@ -437,7 +460,10 @@ mod tests {
     fn bad_checksum_and_truncation_are_errors() {
         let mut bytes = archive(&[("a", b"data", b'0')]);
         bytes[10] ^= 1;
-        assert!(matches!(TarReader::new(&bytes[..]).next_header(), Err(TarError::Corrupt { .. })));
+        assert!(matches!(
+            TarReader::new(&bytes[..]).next_header(),
+            Err(TarError::Corrupt { .. })
+        ));
         let bytes = archive(&[("a", b"data", b'0')]);
         let cut = &bytes[..514];
         let mut t = TarReader::new(cut);
