@@ -7,6 +7,7 @@
 pub mod sparse;
 pub mod transport;
 pub mod fastboot;
+pub mod flasher;
 pub mod rom;
 pub mod sim;
 pub mod cli;
