@@ -222,7 +222,7 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn human_size(n: u64) -> String {
+pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

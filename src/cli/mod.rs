@@ -2,6 +2,7 @@
 //! module that prints for the user or knows about terminals.
 
 mod commands;
+mod progress;
 mod target;
 mod usb;
 
