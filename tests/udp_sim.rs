@@ -232,6 +232,20 @@ fn a_phone_that_never_answers_times_out_and_a_new_session_takes_over() {
 }
 
 #[test]
+fn a_phone_that_hangs_up_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = UdpSim::start_with(dir.path(), &["--fault", "drop-on=getvar:anti"]);
+    let mut c = client(sim.port, fast_options());
+    let started = std::time::Instant::now();
+    let err = c.getvar("anti").unwrap_err();
+    assert!(err.to_string().contains("the device closed the connection"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The phone comes back for the next session.
+    let mut c = client(sim.port, fast_options());
+    assert_eq!(c.getvar("product").unwrap(), "marble");
+}
+
+#[test]
 fn cli_and_simulate_over_udp() {
     let dir = tempfile::tempdir().unwrap();
     let sim = UdpSim::start(dir.path());

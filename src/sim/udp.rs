@@ -46,8 +46,10 @@ pub fn serve_udp_socket(socket: UdpSocket, device: &mut SimDevice, options: &Udp
     let mut session = Session::new(socket, options.clone());
     loop {
         let (host_end, mut dev_end) = inproc::pair(&name);
+        let phone = &mut *device;
         let result = std::thread::scope(|s| {
-            let served = s.spawn(|| device.serve(&mut dev_end));
+            // The phone's end moves into its thread, so a hang-up closes the channel at once.
+            let served = s.spawn(move || phone.serve(&mut dev_end));
             // Returns when a host starts a new session or the phone hangs up; dropping
             // `host_end` ends a connection the phone is still serving.
             let r = session.run(host_end);
@@ -275,11 +277,16 @@ impl Session {
                 }
             }
         }
+        if hung_up {
+            // Like a phone that rebooted: the host learns it at once instead of retrying.
+            self.send(from, Header::new(PacketId::Error, header.seq), b"the device closed the connection")?;
+            return Ok(Some(RunEnd::PhoneHungUp));
+        }
         let n = self.outgoing.len().min(self.max_data);
         let rest = self.outgoing.split_off(n);
         let piece = std::mem::replace(&mut self.outgoing, rest);
         let header = Header { continuation: !self.outgoing.is_empty(), ..ack };
         self.send(from, header, &piece)?;
-        Ok(if hung_up { Some(RunEnd::PhoneHungUp) } else { None })
+        Ok(None)
     }
 }
