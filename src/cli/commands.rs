@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
-    /// Address to serve on: HOST:PORT or tcp:HOST:PORT (port 0 picks a free port).
+    /// Address to serve on: HOST:PORT, tcp:HOST:PORT or udp:HOST:PORT (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:5554")]
     pub listen: ListenSpec,
     /// Profile: a .toml file, or a built-in name (moonstone, oxygen, cereus).
@@ -40,7 +40,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
             Ok(())
         }
         Cmd::Info { json } => info(ctx, json),
-        Cmd::Flash { partition, file } => flash_one(ctx, &partition, &file),
+        Cmd::Flash { partition, file, max_download_size } => flash_one(ctx, &partition, &file, max_download_size),
         Cmd::Erase { partition } => {
             let mut c = connect(ctx)?;
             let started = std::time::Instant::now();
@@ -63,6 +63,16 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
         }
         Cmd::SetActive { slot } => {
             let mut c = connect(ctx)?;
+            // Like AOSP: a phone without A/B slots is not asked (U-Boot would answer OKAY).
+            let slots = c.getvar_opt("slot-count").map_err(|e| CliError::from_fastboot("", e))?;
+            if slots.as_deref().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0) < 2 {
+                return Err(CliError::new(format!(
+                    "{} does not have A/B slots (slot-count: {})",
+                    c.describe(),
+                    slots.as_deref().unwrap_or("not reported")
+                ))
+                .hint("set-active only applies to A/B phones; flash the partitions without a slot suffix"));
+            }
             c.set_active(&slot).map_err(|e| CliError::from_fastboot("", e))?;
             println!("Slot {} is now active", slot.trim_start_matches('_'));
             Ok(())
@@ -131,6 +141,7 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
             let transport = match t {
                 Target::Usb(_) => "usb",
                 Target::Tcp { .. } => "tcp",
+                Target::Udp { .. } => "udp",
                 Target::Sim { .. } => "sim",
             };
             rows.push(probe(&mut c, t.to_string(), transport));
@@ -319,10 +330,10 @@ fn slot_partition(c: &mut FastbootClient, partition: &str) -> Result<String, Cli
     }
 }
 
-fn flash_one(ctx: &Context, partition: &str, file: &std::path::Path) -> Result<(), CliError> {
+fn flash_one(ctx: &Context, partition: &str, file: &std::path::Path, max_download: Option<u64>) -> Result<(), CliError> {
     let mut c = connect(ctx)?;
     let partition = &slot_partition(&mut c, partition)?;
-    let report = crate::fastboot::image::flash_file(&mut c, partition, file, None, &mut |e| {
+    let report = crate::fastboot::image::flash_file(&mut c, partition, file, max_download, &mut |e| {
         use crate::fastboot::image::ImageEvent;
         match e {
             ImageEvent::Sending { partition, piece, pieces, bytes } if pieces > 1 => {
@@ -354,7 +365,7 @@ fn flash_one(ctx: &Context, partition: &str, file: &std::path::Path) -> Result<(
 fn simulate(args: SimulateArgs) -> Result<(), CliError> {
     let options = SimOptions { faults: args.faults, link_rate: args.link_rate, capture: args.capture };
     let (mut dev, _name) = sim::build(&args.profile, &args.store, options).map_err(CliError::new)?;
-    sim::serve_tcp(&args.listen, &mut dev)
+    sim::serve(&args.listen, &mut dev)
         .map_err(|e| CliError::new(format!("cannot serve on {:?}: {e}", args.listen)).hint("choose another port, or port 0 for a free one"))
 }
 

@@ -52,7 +52,7 @@ impl CliError {
                   partition by partition. `-s sim:moonstone` talks to a built-in simulated phone."
 )]
 pub struct Cli {
-    /// The phone to use: SERIAL, usb:SERIAL, tcp:HOST[:PORT] or sim:PROFILE (a built-in
+    /// The phone to use: SERIAL, usb:SERIAL, tcp:HOST[:PORT], udp:HOST[:PORT] or sim:PROFILE (a built-in
     /// profile name or a profile .toml file).
     #[arg(short = 's', long = "serial", global = true, env = "ANDROID_SERIAL", value_name = "DEVICE")]
     pub serial: Option<Target>,
@@ -103,6 +103,10 @@ pub enum Cmd {
     Flash {
         partition: String,
         file: PathBuf,
+        /// Split images larger than this many bytes (like AOSP's -S), instead of the phone's
+        /// own max-download-size. Accepts 0x-prefixed hex.
+        #[arg(long, value_name = "BYTES", value_parser = parse_byte_count)]
+        max_download_size: Option<u64>,
     },
     /// Erase a partition.
     Erase { partition: String },
@@ -154,6 +158,12 @@ pub enum RebootArg {
     Fastboot,
     Recovery,
     Edl,
+}
+
+fn parse_byte_count(s: &str) -> Result<u64, String> {
+    crate::fastboot::codec::parse_size(s)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a byte count (decimal, or hex with 0x)"))
 }
 
 /// Settings every device command shares.

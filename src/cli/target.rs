@@ -1,10 +1,11 @@
-//! Which device a command talks to: `-s SERIAL|usb:SERIAL|tcp:HOST[:PORT]|sim:PROFILE`, else
+//! Which device a command talks to: `-s SERIAL|usb:SERIAL|tcp:HOST[:PORT]|udp:HOST[:PORT]|sim:PROFILE`, else
 //! `ANDROID_SERIAL`, else the one fastboot device on USB (several: refuse to guess).
 
 use super::CliError;
 use crate::fastboot::FastbootClient;
 use crate::sim::{self, SimHandle, SimOptions};
 use crate::transport::tcp::{self, TcpTransport};
+use crate::transport::udp::{self, UdpOptions, UdpTransport};
 use crate::transport::Transport;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 pub enum Target {
     Usb(Option<String>),
     Tcp { host: String, port: u16 },
+    Udp { host: String, port: u16 },
     Sim { profile: String },
 }
 
@@ -29,8 +31,9 @@ impl std::str::FromStr for Target {
             }
             return Ok(Target::Sim { profile: rest.to_string() });
         }
-        if s.starts_with("udp:") {
-            return Err("UDP fastboot is not supported yet; use tcp:HOST[:PORT]".into());
+        if let Some(rest) = s.strip_prefix("udp:") {
+            let (host, port) = tcp::parse_host_port(rest, udp::DEFAULT_PORT)?;
+            return Ok(Target::Udp { host, port });
         }
         let serial = s.strip_prefix("usb:").unwrap_or(s);
         if serial.is_empty() {
@@ -47,6 +50,8 @@ impl std::fmt::Display for Target {
             Target::Usb(None) => write!(f, "usb"),
             Target::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Target::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            Target::Udp { host, port } if host.contains(':') => write!(f, "udp:[{host}]:{port}"),
+            Target::Udp { host, port } => write!(f, "udp:{host}:{port}"),
             Target::Sim { profile } => write!(f, "sim:{profile}"),
         }
     }
@@ -86,6 +91,11 @@ pub fn open_link(target: &Target, opts: &ConnectOptions) -> Result<Box<dyn Trans
     match target {
         Target::Tcp { host, port } => {
             let t = TcpTransport::connect(host, *port, Duration::from_secs(5))
+                .map_err(|e| CliError::from_transport(&format!("cannot connect to {target}"), e))?;
+            Ok(Box::new(t.with_name(target.to_string())))
+        }
+        Target::Udp { host, port } => {
+            let t = UdpTransport::connect(host, *port, UdpOptions::default())
                 .map_err(|e| CliError::from_transport(&format!("cannot connect to {target}"), e))?;
             Ok(Box::new(t.with_name(target.to_string())))
         }
@@ -137,5 +147,9 @@ mod tests {
         assert_eq!("usb:abc123".parse::<Target>().unwrap(), Target::Usb(Some("abc123".into())));
         assert!("sim:".parse::<Target>().is_err());
         assert!("tcp:host:port".parse::<Target>().is_err());
+        assert_eq!("udp:127.0.0.1:40000".parse::<Target>().unwrap(), Target::Udp { host: "127.0.0.1".into(), port: 40000 });
+        assert_eq!("udp:board".parse::<Target>().unwrap(), Target::Udp { host: "board".into(), port: 5554 });
+        assert_eq!(Target::Udp { host: "::1".into(), port: 9 }.to_string(), "udp:[::1]:9");
+        assert!("udp:".parse::<Target>().is_err());
     }
 }

@@ -7,6 +7,7 @@ pub mod device;
 pub mod fault;
 pub mod profile;
 pub mod store;
+pub mod udp;
 
 pub use device::{Hangup, SimDevice, SimOptions};
 pub use fault::Fault;
@@ -53,15 +54,18 @@ impl SimHandle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenSpec {
     Tcp { host: String, port: u16 },
+    /// AOSP fastboot over UDP (`udp:HOST:PORT`).
+    Udp { host: String, port: u16 },
 }
 
 impl std::str::FromStr for ListenSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<ListenSpec, String> {
-        let rest = s.strip_prefix("tcp:").unwrap_or(s);
-        if s.starts_with("udp:") {
-            return Err("UDP is not served yet: use tcp:HOST:PORT".into());
+        if let Some(rest) = s.strip_prefix("udp:") {
+            let (host, port) = crate::transport::tcp::parse_host_port(rest, crate::transport::udp::DEFAULT_PORT)?;
+            return Ok(ListenSpec::Udp { host, port });
         }
+        let rest = s.strip_prefix("tcp:").unwrap_or(s);
         let (host, port) = crate::transport::tcp::parse_host_port(rest, crate::transport::tcp::DEFAULT_PORT)?;
         Ok(ListenSpec::Tcp { host, port })
     }
@@ -70,22 +74,11 @@ impl std::str::FromStr for ListenSpec {
 /// Serves connections one at a time, until the process is killed. Prints
 /// `listening on tcp:HOST:PORT` as the first line on stdout once the socket is bound.
 pub fn serve_tcp(spec: &ListenSpec, device: &mut SimDevice) -> std::io::Result<()> {
-    let ListenSpec::Tcp { host, port } = spec;
-    let listener = TcpListener::bind((host.as_str(), *port))?;
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        eprintln!(
-            "warning: the simulator listens on {} which other machines can reach; use 127.0.0.1 unless that is what you want",
-            addr.ip()
-        );
-    }
-    let shown = match addr.ip() {
-        IpAddr::V6(ip) => format!("[{ip}]"),
-        IpAddr::V4(ip) => ip.to_string(),
+    let ListenSpec::Tcp { host, port } = spec else {
+        return serve(spec, device);
     };
-    let mut out = std::io::stdout();
-    writeln!(out, "listening on tcp:{shown}:{}", addr.port())?;
-    out.flush()?;
+    let listener = TcpListener::bind((host.as_str(), *port))?;
+    announce("tcp", listener.local_addr()?)?;
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -109,6 +102,32 @@ pub fn serve_tcp(spec: &ListenSpec, device: &mut SimDevice) -> std::io::Result<(
     Ok(())
 }
 
+/// Prints `listening on SCHEME:HOST:PORT` (the first stdout line, which scripts wait for) and
+/// warns when the address is reachable from other machines.
+pub(crate) fn announce(scheme: &str, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: the simulator listens on {} which other machines can reach; use 127.0.0.1 unless that is what you want",
+            addr.ip()
+        );
+    }
+    let shown = match addr.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {scheme}:{shown}:{}", addr.port())?;
+    out.flush()
+}
+
+/// Serves on whatever `spec` names: TCP connections one at a time, or UDP sessions.
+pub fn serve(spec: &ListenSpec, device: &mut SimDevice) -> std::io::Result<()> {
+    match spec {
+        ListenSpec::Tcp { .. } => serve_tcp(spec, device),
+        ListenSpec::Udp { host, port } => udp::serve_udp(host, *port, device),
+    }
+}
+
 /// Builds a simulated device from a profile spec (file path or built-in name).
 pub fn build(profile_spec: &str, store: &std::path::Path, options: SimOptions) -> Result<(SimDevice, String), String> {
     let (profile, name) = Profile::load(profile_spec).map_err(|e| e.to_string())?;
@@ -126,5 +145,7 @@ mod tests {
         assert_eq!("127.0.0.1:0".parse::<ListenSpec>().unwrap(), ListenSpec::Tcp { host: "127.0.0.1".into(), port: 0 });
         assert_eq!("tcp:localhost".parse::<ListenSpec>().unwrap(), ListenSpec::Tcp { host: "localhost".into(), port: 5554 });
         assert!("tcp:x:y".parse::<ListenSpec>().is_err());
+        assert_eq!("udp:127.0.0.1:0".parse::<ListenSpec>().unwrap(), ListenSpec::Udp { host: "127.0.0.1".into(), port: 0 });
+        assert_eq!("udp:localhost".parse::<ListenSpec>().unwrap(), ListenSpec::Udp { host: "localhost".into(), port: 5554 });
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub mod inproc;
 pub mod mock;
 pub mod tcp;
+pub mod udp;
 
 
 /// What can go wrong while moving bytes. Every variant renders as a sentence that tells the
