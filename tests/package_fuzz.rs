@@ -21,12 +21,13 @@ fn tar_bytes() -> &'static [u8] {
             h.set_mtime(0);
             b.append_data(&mut h, path, data).unwrap();
         };
-        add("p/flash_all.sh", b"fastboot $* flash boot_ab `dirname $0`/images/boot.img\n");
+        add(
+            "p/flash_all.sh",
+            b"fastboot $* flash boot_ab `dirname $0`/images/boot.img\n",
+        );
         add("p/images/boot.img", &[5u8; 1500]);
         let mut sparse = Vec::new();
-        for v in [0xed26_ff3au32] {
-            sparse.extend_from_slice(&v.to_le_bytes());
-        }
+        sparse.extend_from_slice(&0xed26_ff3au32.to_le_bytes());
         for v in [1u16, 0, 28, 12] {
             sparse.extend_from_slice(&v.to_le_bytes());
         }
@@ -45,7 +46,10 @@ fn tar_bytes() -> &'static [u8] {
         chunk(0xcac3, 1, &[], &mut sparse);
         add("p/images/super.img", &sparse);
         add("p/images/crclist.txt", b"CRC-LIST\nboot 0x1234\n");
-        add("p/images/sparsecrclist.txt", b"SPARSECRC-LIST\nsuper 1 0x1\n");
+        add(
+            "p/images/sparsecrclist.txt",
+            b"SPARSECRC-LIST\nsuper 1 0x1\n",
+        );
         b.into_inner().unwrap()
     })
 }
@@ -80,7 +84,13 @@ fn open(bytes: &[u8], name: &str) {
     let opened = Package::open(&path);
     let verified = verify(&path, &VerifyOptions::default());
     // Opening and verifying agree on whether the bytes are a readable package.
-    assert_eq!(opened.is_ok(), verified.is_ok(), "{:?} / {:?}", opened.err(), verified.err());
+    assert_eq!(
+        opened.is_ok(),
+        verified.is_ok(),
+        "{:?} / {:?}",
+        opened.err(),
+        verified.err()
+    );
 }
 
 fn mutate(base: &[u8], edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
@@ -97,7 +107,11 @@ fn mutate(base: &[u8], edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
 
 #[test]
 fn the_unmutated_inputs_open() {
-    for (bytes, name) in [(tgz_bytes(), "a.tgz"), (tar_bytes(), "a.tar"), (zip_bytes(), "a.zip")] {
+    for (bytes, name) in [
+        (tgz_bytes(), "a.tgz"),
+        (tar_bytes(), "a.tar"),
+        (zip_bytes(), "a.zip"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         fs::write(&path, bytes).unwrap();

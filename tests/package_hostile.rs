@@ -12,7 +12,14 @@ const NAME: &str = "moonstone_images_OS1.0.6.0.UMNCNXM_20240601.0000.00_14.0_cn_
 
 /// A raw tar member; `name` is written byte for byte (the tar crate's safe setters would
 /// refuse the hostile names these tests need).
-fn member(out: &mut Vec<u8>, name: &[u8], kind: u8, data: &[u8], declared: Option<u64>, link: &[u8]) {
+fn member(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    kind: u8,
+    data: &[u8],
+    declared: Option<u64>,
+    link: &[u8],
+) {
     let mut h = tar::Header::new_gnu();
     h.as_old_mut().name[..name.len()].copy_from_slice(name);
     h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
@@ -28,9 +35,23 @@ fn member(out: &mut Vec<u8>, name: &[u8], kind: u8, data: &[u8], declared: Optio
 fn valid_members() -> Vec<u8> {
     let mut t = Vec::new();
     member(&mut t, b"pkg/", b'5', b"", None, b"");
-    member(&mut t, b"pkg/flash_all.sh", b'0', b"fastboot $* flash boot_ab `dirname $0`/images/boot.img\n", None, b"");
+    member(
+        &mut t,
+        b"pkg/flash_all.sh",
+        b'0',
+        b"fastboot $* flash boot_ab `dirname $0`/images/boot.img\n",
+        None,
+        b"",
+    );
     member(&mut t, b"pkg/images/", b'5', b"", None, b"");
-    member(&mut t, b"pkg/images/boot.img", b'0', &[7u8; 3000], None, b"");
+    member(
+        &mut t,
+        b"pkg/images/boot.img",
+        b'0',
+        &[7u8; 3000],
+        None,
+        b"",
+    );
     t
 }
 
@@ -64,7 +85,11 @@ fn refuse_tgz(extra: impl FnOnce(&mut Vec<u8>)) -> PackageError {
 
 fn assert_unsafe(e: &PackageError, entry: &str, reason: &str) {
     match e {
-        PackageError::UnsafeEntry { entry: en, reason: r, .. } => {
+        PackageError::UnsafeEntry {
+            entry: en,
+            reason: r,
+            ..
+        } => {
             assert_eq!(en, entry);
             assert!(r.contains(reason), "reason {r:?} should mention {reason:?}");
             let msg = e.to_string();
@@ -93,14 +118,35 @@ fn path_traversal_is_refused() {
 
 #[test]
 fn absolute_and_windows_paths_are_refused() {
-    assert_unsafe(&refuse_tgz(|t| member(t, b"/etc/cron.d/x", b'0', b"x", None, b"")), "/etc/cron.d/x", "absolute");
-    assert_unsafe(&refuse_tgz(|t| member(t, b"pkg\\..\\x", b'0', b"x", None, b"")), "pkg\\..\\x", "backslash");
-    assert_unsafe(&refuse_tgz(|t| member(t, b"C:/x", b'0', b"x", None, b"")), "C:/x", "drive");
+    assert_unsafe(
+        &refuse_tgz(|t| member(t, b"/etc/cron.d/x", b'0', b"x", None, b"")),
+        "/etc/cron.d/x",
+        "absolute",
+    );
+    assert_unsafe(
+        &refuse_tgz(|t| member(t, b"pkg\\..\\x", b'0', b"x", None, b"")),
+        "pkg\\..\\x",
+        "backslash",
+    );
+    assert_unsafe(
+        &refuse_tgz(|t| member(t, b"C:/x", b'0', b"x", None, b"")),
+        "C:/x",
+        "drive",
+    );
 }
 
 #[test]
 fn symlinks_are_refused_wherever_they_point() {
-    let e = refuse_tgz(|t| member(t, b"pkg/images/super.img", b'2', b"", None, b"../../../../etc/shadow"));
+    let e = refuse_tgz(|t| {
+        member(
+            t,
+            b"pkg/images/super.img",
+            b'2',
+            b"",
+            None,
+            b"../../../../etc/shadow",
+        )
+    });
     assert_unsafe(&e, "pkg/images/super.img", "symbolic link");
     let e = refuse_tgz(|t| member(t, b"pkg/images/alias.img", b'2', b"", None, b"boot.img"));
     assert_unsafe(&e, "pkg/images/alias.img", "symbolic link");
@@ -108,11 +154,40 @@ fn symlinks_are_refused_wherever_they_point() {
 
 #[test]
 fn hard_links_devices_and_fifos_are_refused() {
-    assert_unsafe(&refuse_tgz(|t| member(t, b"pkg/images/x.img", b'1', b"", None, b"pkg/images/boot.img")), "pkg/images/x.img", "hard link");
-    assert_unsafe(&refuse_tgz(|t| member(t, b"pkg/images/sda", b'4', b"", None, b"")), "pkg/images/sda", "block device");
-    assert_unsafe(&refuse_tgz(|t| member(t, b"pkg/images/tty", b'3', b"", None, b"")), "pkg/images/tty", "character device");
-    assert_unsafe(&refuse_tgz(|t| member(t, b"pkg/images/pipe", b'6', b"", None, b"")), "pkg/images/pipe", "FIFO");
-    assert_unsafe(&refuse_tgz(|t| member(t, b"pkg/images/s", b'S', b"", None, b"")), "pkg/images/s", "sparse");
+    assert_unsafe(
+        &refuse_tgz(|t| {
+            member(
+                t,
+                b"pkg/images/x.img",
+                b'1',
+                b"",
+                None,
+                b"pkg/images/boot.img",
+            )
+        }),
+        "pkg/images/x.img",
+        "hard link",
+    );
+    assert_unsafe(
+        &refuse_tgz(|t| member(t, b"pkg/images/sda", b'4', b"", None, b"")),
+        "pkg/images/sda",
+        "block device",
+    );
+    assert_unsafe(
+        &refuse_tgz(|t| member(t, b"pkg/images/tty", b'3', b"", None, b"")),
+        "pkg/images/tty",
+        "character device",
+    );
+    assert_unsafe(
+        &refuse_tgz(|t| member(t, b"pkg/images/pipe", b'6', b"", None, b"")),
+        "pkg/images/pipe",
+        "FIFO",
+    );
+    assert_unsafe(
+        &refuse_tgz(|t| member(t, b"pkg/images/s", b'S', b"", None, b"")),
+        "pkg/images/s",
+        "sparse",
+    );
 }
 
 #[test]
@@ -129,7 +204,12 @@ fn duplicate_and_colliding_entries_are_refused() {
 fn absurd_declared_sizes_are_refused_before_reading_data() {
     let e = refuse_tgz(|t| member(t, b"pkg/images/super.img", b'0', b"", Some(1 << 40), b""));
     match e {
-        PackageError::ImpossibleSize { entry, declared, limit, .. } => {
+        PackageError::ImpossibleSize {
+            entry,
+            declared,
+            limit,
+            ..
+        } => {
             assert_eq!(entry, "pkg/images/super.img");
             assert_eq!(declared, 1 << 40);
             assert!(limit < 1 << 30);
@@ -143,12 +223,22 @@ fn a_member_longer_than_the_archive_is_an_incomplete_download() {
     // Plausible size, but the tar stream (inside a valid gzip) ends first.
     let dir = tempfile::tempdir().unwrap();
     let mut t = valid_members();
-    member(&mut t, b"pkg/images/super.img", b'0', &[1u8; 1024], Some(4096), b"");
+    member(
+        &mut t,
+        b"pkg/images/super.img",
+        b'0',
+        &[1u8; 1024],
+        Some(4096),
+        b"",
+    );
     let path = write(dir.path(), NAME, &gzip(&t));
     let e = Package::open(&path).unwrap_err();
     assert!(matches!(e, PackageError::Damaged { .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("incomplete or damaged") && msg.contains("re-download"), "{msg}");
+    assert!(
+        msg.contains("incomplete or damaged") && msg.contains("re-download"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -156,21 +246,32 @@ fn truncated_or_corrupted_gzip_is_an_incomplete_download() {
     let dir = tempfile::tempdir().unwrap();
     // Incompressible content so a cut lands inside deflate data.
     let mut t = valid_members();
-    let noise: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     member(&mut t, b"pkg/images/modem.bin", b'0', &noise, None, b"");
     let good = gzip(&finish_tar(t));
     for cut in [good.len() / 2, good.len() - 4, good.len() - 1, 20] {
         let path = write(dir.path(), NAME, &good[..cut]);
         let e = Package::open(&path).unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, PackageError::Damaged { .. }), "cut {cut}: {e:?}");
-        assert!(msg.contains("the download is incomplete or damaged") && msg.contains("re-download"), "{msg}");
+        assert!(
+            matches!(e, PackageError::Damaged { .. }),
+            "cut {cut}: {e:?}"
+        );
+        assert!(
+            msg.contains("the download is incomplete or damaged") && msg.contains("re-download"),
+            "{msg}"
+        );
     }
     let mut flipped = good.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x55;
     let path = write(dir.path(), NAME, &flipped);
-    assert!(matches!(Package::open(&path), Err(PackageError::Damaged { .. })));
+    assert!(matches!(
+        Package::open(&path),
+        Err(PackageError::Damaged { .. })
+    ));
 }
 
 #[test]
@@ -182,7 +283,10 @@ fn archives_without_a_package_root_are_not_packages() {
     let e = Package::open(&path).unwrap_err();
     assert!(matches!(e, PackageError::NoPackageRoot { .. }), "{e:?}");
     let path = write(dir.path(), "notes.tgz", b"plain text, not an archive");
-    assert!(matches!(Package::open(&path), Err(PackageError::UnknownFormat { .. })));
+    assert!(matches!(
+        Package::open(&path),
+        Err(PackageError::UnknownFormat { .. })
+    ));
 }
 
 fn zip_with(f: impl FnOnce(&mut zip::ZipWriter<fs::File>)) -> (tempfile::TempDir, PathBuf) {
@@ -202,14 +306,31 @@ fn zip_with(f: impl FnOnce(&mut zip::ZipWriter<fs::File>)) -> (tempfile::TempDir
 #[test]
 fn zip_traversal_and_symlinks_are_refused() {
     let (_d, path) = zip_with(|w| {
-        w.start_file("pkg/../../evil.sh", zip::write::SimpleFileOptions::default()).unwrap();
+        w.start_file(
+            "pkg/../../evil.sh",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
         w.write_all(b"x").unwrap();
     });
-    assert_unsafe(&Package::open(&path).unwrap_err(), "pkg/../../evil.sh", "..");
+    assert_unsafe(
+        &Package::open(&path).unwrap_err(),
+        "pkg/../../evil.sh",
+        "..",
+    );
     let (_d, path) = zip_with(|w| {
-        w.add_symlink("pkg/images/super.img", "/dev/sda", zip::write::SimpleFileOptions::default()).unwrap();
+        w.add_symlink(
+            "pkg/images/super.img",
+            "/dev/sda",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
     });
-    assert_unsafe(&Package::open(&path).unwrap_err(), "pkg/images/super.img", "symbolic link");
+    assert_unsafe(
+        &Package::open(&path).unwrap_err(),
+        "pkg/images/super.img",
+        "symbolic link",
+    );
 }
 
 #[test]
@@ -228,7 +349,12 @@ fn zip_sizes_and_contents_must_match_the_directory() {
     }
     // Damaged data inside a member: caught by the CRC check while streaming.
     let mut damaged = good;
-    let at = damaged.windows(19).position(|w| w == b"pkg/images/boot.img").unwrap() + 19 + 10;
+    let at = damaged
+        .windows(19)
+        .position(|w| w == b"pkg/images/boot.img")
+        .unwrap()
+        + 19
+        + 10;
     damaged[at] ^= 0xff;
     fs::write(&path, &damaged).unwrap();
     let e = Package::open(&path).unwrap_err();
@@ -250,9 +376,15 @@ fn folder_symlinks_must_stay_inside_and_special_files_are_refused() {
     assert_eq!(p.entry("images/recovery.img").unwrap().size, 100);
     // A link leaving it is not.
     symlink("/etc/hostname", root.join("images/super.img")).unwrap();
-    assert_unsafe(&Package::open(&root).unwrap_err(), "images/super.img", "outside");
+    assert_unsafe(
+        &Package::open(&root).unwrap_err(),
+        "images/super.img",
+        "outside",
+    );
     fs::remove_file(root.join("images/super.img")).unwrap();
-    let status = std::process::Command::new("mkfifo").arg(root.join("images/pipe")).status();
+    let status = std::process::Command::new("mkfifo")
+        .arg(root.join("images/pipe"))
+        .status();
     if status.is_ok_and(|s| s.success()) {
         assert_unsafe(&Package::open(&root).unwrap_err(), "images/pipe", "FIFO");
     }

@@ -33,6 +33,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use md5::{Digest as _, Md5};
 use serde::Serialize;
@@ -871,8 +872,33 @@ impl<R: Read> Read for ErrorTap<R> {
 /// Hashes (optionally) and counts the bytes read from the archive file.
 struct HashingReader<R> {
     inner: R,
+    state: Arc<Mutex<DigestState>>,
+}
+
+/// Shared so the digest can be read after the reader was consumed by the decoder chain.
+#[derive(Default)]
+struct DigestState {
     hashes: Option<(Md5, Sha256)>,
     count: u64,
+}
+
+impl DigestState {
+    fn shared(want_digest: bool) -> Arc<Mutex<DigestState>> {
+        Arc::new(Mutex::new(DigestState {
+            hashes: want_digest.then(|| (Md5::new(), Sha256::new())),
+            count: 0,
+        }))
+    }
+
+    fn finish(state: &Mutex<DigestState>) -> Option<ArchiveDigest> {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let count = s.count;
+        s.hashes.take().map(|(md5, sha)| ArchiveDigest {
+            size: count,
+            md5: hex(&md5.finalize()),
+            sha256: hex(&sha.finalize()),
+        })
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -881,23 +907,13 @@ impl<R: Read> Read for HashingReader<R> {
             .inner
             .read(buf)
             .map_err(|e| io::Error::new(e.kind(), FileReadError(e)))?;
-        if let Some((md5, sha)) = &mut self.hashes {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((md5, sha)) = &mut s.hashes {
             md5.update(&buf[..n]);
             sha.update(&buf[..n]);
         }
-        self.count += n as u64;
+        s.count += n as u64;
         Ok(n)
-    }
-}
-
-impl<R> HashingReader<R> {
-    fn digest(self) -> Option<ArchiveDigest> {
-        let count = self.count;
-        self.hashes.map(|(md5, sha)| ArchiveDigest {
-            size: count,
-            md5: hex(&md5.finalize()),
-            sha256: hex(&sha.finalize()),
-        })
     }
 }
 
@@ -945,33 +961,62 @@ fn detect_kind(path: &Path) -> Result<SourceKind, PackageError> {
 }
 
 fn digest_file(path: &Path) -> Result<ArchiveDigest, PackageError> {
-    let file = File::open(path).map_err(|e| PackageError::Io {
+    let io_err = |e| PackageError::Io {
         path: path.to_path_buf(),
         source: e,
-    })?;
+    };
+    let state = DigestState::shared(true);
+    let file = File::open(path).map_err(io_err)?;
     let mut reader = HashingReader {
         inner: file,
-        hashes: Some((Md5::new(), Sha256::new())),
-        count: 0,
+        state: Arc::clone(&state),
     };
-    let mut buf = vec![0u8; READ_BUFFER];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(PackageError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                })
-            }
-        }
-    }
-    reader.digest().ok_or_else(|| PackageError::Damaged {
+    io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
+    DigestState::finish(&state).ok_or_else(|| PackageError::Damaged {
         path: path.to_path_buf(),
         detail: "no digest".into(),
     })
+}
+
+/// An opened tar stream, the most bytes it can hold, and its file digest (filled as read).
+type TarStream = (
+    TarReader<Box<dyn Read + Send>>,
+    u64,
+    Arc<Mutex<DigestState>>,
+);
+
+/// Opens the uncompressed tar stream of a `.tgz` / `.tar`, hashing the file's bytes as they
+/// are read when `want_digest`. Also returns the most bytes the stream can hold.
+fn open_tar_stream(
+    path: &Path,
+    kind: SourceKind,
+    want_digest: bool,
+) -> Result<TarStream, PackageError> {
+    let io_err = |e| PackageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let file_len = file.metadata().map_err(io_err)?.len();
+    let state = DigestState::shared(want_digest);
+    let hashing = HashingReader {
+        inner: file,
+        state: Arc::clone(&state),
+    };
+    let buffered = BufReader::with_capacity(READ_BUFFER, hashing);
+    let (reader, limit): (Box<dyn Read + Send>, u64) = if kind == SourceKind::Tgz {
+        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+        let limit = file_len
+            .saturating_mul(DEFLATE_MAX_RATIO)
+            .saturating_add(1 << 20);
+        (
+            Box::new(BufReader::with_capacity(READ_BUFFER, decoder)),
+            limit,
+        )
+    } else {
+        (Box::new(buffered), file_len)
+    };
+    Ok((TarReader::new(reader), limit, state))
 }
 
 /// Streams a `.tgz` / `.tar` through `collector`, checking every header. Returns the archive
@@ -982,44 +1027,13 @@ fn scan_tar_stream(
     want_digest: bool,
     collector: &mut Collector<'_>,
 ) -> Result<Option<ArchiveDigest>, PackageError> {
-    let io_err = |e| PackageError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    let file_len = file.metadata().map_err(io_err)?.len();
-    let hashing = HashingReader {
-        inner: file,
-        hashes: want_digest.then(|| (Md5::new(), Sha256::new())),
-        count: 0,
-    };
-    let buffered = BufReader::with_capacity(READ_BUFFER, hashing);
-    if kind == SourceKind::Tgz {
-        let limit = file_len
-            .saturating_mul(DEFLATE_MAX_RATIO)
-            .saturating_add(1 << 20);
-        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        let mut tar = TarReader::new(BufReader::with_capacity(READ_BUFFER, decoder));
-        walk_tar(path, &mut tar, limit, collector, None)?;
-        // Read to the end: the gzip trailer (CRC-32 and length of the whole stream) is only
-        // checked there, and the digest must cover every byte of the file.
-        let mut rest = tar.into_inner();
-        drain(&mut rest).map_err(|e| read_error(path, "(end of archive)", e))?;
-        let decoder = rest.into_inner();
-        let mut hashing = decoder.into_inner().into_inner();
-        drain(&mut hashing).map_err(|e| read_error(path, "(end of archive)", e))?;
-        Ok(hashing.digest())
-    } else {
-        let mut tar = TarReader::new(buffered);
-        walk_tar(path, &mut tar, file_len, collector, None)?;
-        let mut rest = tar.into_inner();
-        drain(&mut rest).map_err(|e| read_error(path, "(end of archive)", e))?;
-        Ok(rest.into_inner().digest())
-    }
-}
-
-fn drain(r: &mut impl Read) -> io::Result<()> {
-    io::copy(r, &mut io::sink()).map(|_| ())
+    let (mut tar, limit, state) = open_tar_stream(path, kind, want_digest)?;
+    walk_tar(path, &mut tar, limit, collector, None)?;
+    // Read to the end: the gzip trailer (CRC-32 and length of the whole stream) is only
+    // checked there, and the digest must cover every byte of the file.
+    let mut rest = tar.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(path, "(end of archive)", e))?;
+    Ok(DigestState::finish(&state))
 }
 
 /// Walks tar members through the collector. With `stop_at`, stops at that member (full
@@ -1099,32 +1113,7 @@ fn open_tar_member(
     kind: SourceKind,
     full: &str,
 ) -> Result<Box<dyn Read + Send>, PackageError> {
-    let io_err = |e| PackageError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    let file_len = file.metadata().map_err(io_err)?.len();
-    let hashing = HashingReader {
-        inner: file,
-        hashes: None,
-        count: 0,
-    };
-    let buffered = BufReader::with_capacity(READ_BUFFER, hashing);
-    let (reader, limit): (Box<dyn Read + Send>, u64) = if kind == SourceKind::Tgz {
-        (
-            Box::new(BufReader::with_capacity(
-                READ_BUFFER,
-                flate2::bufread::MultiGzDecoder::new(buffered),
-            )),
-            file_len
-                .saturating_mul(DEFLATE_MAX_RATIO)
-                .saturating_add(1 << 20),
-        )
-    } else {
-        (Box::new(buffered), file_len)
-    };
-    let mut tar = TarReader::new(reader);
+    let (mut tar, limit, _) = open_tar_stream(path, kind, false)?;
     let mut noop = |_: &str, _: u64, _: &mut dyn Read| Ok(());
     // Collector with a visitor that reads nothing, so the member's data stays unread; it
     // still checks every header before the member.
@@ -1428,7 +1417,7 @@ fn find_dir_root(path: &Path) -> Result<String, PackageError> {
                 (e.path(), child_rel)
             })
             // The root's own images/ folder is not a place to look for another root.
-            .filter(|(p, _)| p.file_name().is_none_or(|n| n != "images"))
+            .filter(|(p, _)| p.file_name() != Some(std::ffi::OsStr::new("images")))
             .collect();
         children.sort_by(|a, b| b.1.cmp(&a.1));
         for (p, r) in children {

@@ -717,12 +717,16 @@ fn check_crclist(
     checks
 }
 
+/// A `sparsecrclist.txt` partition's image: its path and, if it is a valid sparse image, its
+/// measured layout.
+pub type SparseImage = (String, Option<SparseSummary>);
+
 /// Checks `sparsecrclist.txt` against the sparse layouts measured in the pass. This is the
 /// hook between package verification and sparse splitting: it only needs each image's
 /// [`SparseSummary`] (data CRC and per-split piece CRCs).
 pub fn check_sparsecrclist_text(
     text: &str,
-    lookup: &dyn Fn(&str) -> Option<(String, Option<SparseSummary>)>,
+    lookup: &dyn Fn(&str) -> Option<SparseImage>,
     split_sizes: &[u64],
 ) -> Vec<Check> {
     const NAME: &str = "sparsecrclist";
