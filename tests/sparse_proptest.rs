@@ -5,7 +5,8 @@
 use std::io::Cursor;
 
 use mi_flash::sparse::{
-    decode_into, scan, split, validate, ChunkKind, PieceWriter, ScanOptions, SparseLayout, PIECE_OVERHEAD,
+    decode_into, scan, split, validate, ChunkKind, PieceWriter, ScanOptions, SparseLayout,
+    PIECE_OVERHEAD,
 };
 use proptest::prelude::*;
 
@@ -49,7 +50,11 @@ enum Spec {
 fn spec() -> impl Strategy<Value = Spec> {
     prop_oneof![
         (1..24u32, any::<u8>()).prop_map(|(n, s)| Spec::Raw(n, s)),
-        (1..40u32, prop_oneof![Just(0u32), Just(0xdeadbeef), any::<u32>()]).prop_map(|(n, v)| Spec::Fill(n, v)),
+        (
+            1..40u32,
+            prop_oneof![Just(0u32), Just(0xdeadbeef), any::<u32>()]
+        )
+            .prop_map(|(n, v)| Spec::Fill(n, v)),
         (0..30u32).prop_map(Spec::Skip),
         Just(Spec::Crc),
     ]
@@ -110,7 +115,9 @@ fn piece_data_crc(piece: &[u8]) -> u32 {
     for c in &layout.chunks {
         let len = c.blocks as usize * layout.blk_sz as usize;
         match c.kind {
-            ChunkKind::Raw => h.update(&piece[c.data_offset as usize..c.data_offset as usize + len]),
+            ChunkKind::Raw => {
+                h.update(&piece[c.data_offset as usize..c.data_offset as usize + len])
+            }
             ChunkKind::Fill(v) => {
                 let fill: Vec<u8> = v.to_le_bytes().iter().copied().cycle().take(len).collect();
                 h.update(&fill);
@@ -123,7 +130,15 @@ fn piece_data_crc(piece: &[u8]) -> u32 {
 
 /// Splits `image` with `limit` and checks every property; the image must be valid and small.
 fn check_split(image: &[u8], limit: u64) -> Result<(), TestCaseError> {
-    let scanned = scan(image, &ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(limit) }).unwrap();
+    let scanned = scan(
+        image,
+        &ScanOptions {
+            file_crc: true,
+            data_crc: true,
+            piece_crcs_for: Some(limit),
+        },
+    )
+    .unwrap();
     let layout = &scanned.layout;
     let mut expected = Cursor::new(vec![0u8; layout.expanded_len() as usize]);
     if layout.is_sparse() {
@@ -139,12 +154,21 @@ fn check_split(image: &[u8], limit: u64) -> Result<(), TestCaseError> {
         let mut bytes = Vec::new();
         writer.write_piece(p, &mut bytes).unwrap();
         prop_assert_eq!(bytes.len() as u64, p.encoded_len());
-        prop_assert!(bytes.len() as u64 <= limit, "piece {} is {} bytes, limit {}", p.index, bytes.len(), limit);
+        prop_assert!(
+            bytes.len() as u64 <= limit,
+            "piece {} is {} bytes, limit {}",
+            p.index,
+            bytes.len(),
+            limit
+        );
         let summary = decode_into(&bytes[..], &mut rebuilt).unwrap();
         prop_assert_eq!(summary.blocks_written, p.data_blocks());
         crcs.push(piece_data_crc(&bytes));
     }
-    prop_assert!(rebuilt.into_inner() == expected.into_inner(), "pieces do not rebuild the image");
+    prop_assert!(
+        rebuilt.into_inner() == expected.into_inner(),
+        "pieces do not rebuild the image"
+    );
     if image.len() as u64 > limit {
         prop_assert_eq!(&scanned.piece_crcs.unwrap().crcs, &crcs);
     }
