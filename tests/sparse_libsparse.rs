@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mi_flash::sparse::{
-    decode_into, scan, split, single_piece, validate, ChunkKind, ImageScan, PieceWriter, ScanOptions,
-    SparseLayout,
+    decode_into, scan, single_piece, split, validate, ChunkKind, ImageScan, PieceWriter,
+    ScanOptions, SparseLayout,
 };
 
 const MIB: usize = 1 << 20;
@@ -26,7 +26,9 @@ fn required(what: &str) {
 
 fn tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn libsparse() -> Option<PathBuf> {
@@ -97,7 +99,12 @@ struct Tools {
 
 impl Tools {
     fn get() -> Option<Tools> {
-        tools().map(|(python, libsparse, simg2img, img2simg)| Tools { python, libsparse, simg2img, img2simg })
+        tools().map(|(python, libsparse, simg2img, img2simg)| Tools {
+            python,
+            libsparse,
+            simg2img,
+            img2simg,
+        })
     }
 
     /// The pieces libsparse (as fastboot uses it) makes of `input` for `max_len`.
@@ -114,19 +121,30 @@ impl Tools {
             .status()
             .unwrap();
         assert!(status.success(), "libsparse oracle failed");
-        let mut names: Vec<PathBuf> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut names: Vec<PathBuf> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         names.iter().map(|p| fs::read(p).unwrap()).collect()
     }
 
     fn simg2img(&self, inputs: &[PathBuf], out: &Path) -> Vec<u8> {
-        let status = Command::new(&self.simg2img).args(inputs).arg(out).status().unwrap();
+        let status = Command::new(&self.simg2img)
+            .args(inputs)
+            .arg(out)
+            .status()
+            .unwrap();
         assert!(status.success(), "simg2img failed on {inputs:?}");
         fs::read(out).unwrap()
     }
 
     fn img2simg(&self, input: &Path, out: &Path) -> Vec<u8> {
-        let status = Command::new(&self.img2simg).arg(input).arg(out).status().unwrap();
+        let status = Command::new(&self.img2simg)
+            .arg(input)
+            .arg(out)
+            .status()
+            .unwrap();
         assert!(status.success(), "img2simg failed");
         fs::read(out).unwrap()
     }
@@ -147,7 +165,12 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn pattern(len: usize, word: u32) -> Vec<u8> {
-    word.to_le_bytes().iter().copied().cycle().take(len).collect()
+    word.to_le_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
 }
 
 /// CRC-32 over the RAW data and expanded FILL data of a sparse file, DONT_CARE skipped.
@@ -157,7 +180,9 @@ fn data_crc(sparse: &[u8]) -> u32 {
     for c in &layout.chunks {
         let len = c.blocks as usize * layout.blk_sz as usize;
         match c.kind {
-            ChunkKind::Raw => h.update(&sparse[c.data_offset as usize..c.data_offset as usize + len]),
+            ChunkKind::Raw => {
+                h.update(&sparse[c.data_offset as usize..c.data_offset as usize + len])
+            }
             ChunkKind::Fill(v) => h.update(&pattern(len, v)),
             _ => {}
         }
@@ -187,7 +212,11 @@ fn check(t: &Tools, dir: &Path, name: &str, input: &[u8], limits: &[u64]) {
     for &limit in limits {
         let pieces = split(&layout, limit).unwrap();
         let reference = t.libsparse_pieces(&oracle_path, limit, dir);
-        assert_eq!(pieces.len(), reference.len(), "{name} limit {limit:#x}: piece count");
+        assert_eq!(
+            pieces.len(),
+            reference.len(),
+            "{name} limit {limit:#x}: piece count"
+        );
 
         // Forward-only production, in order, from one reader.
         let file = fs::File::open(&path).unwrap();
@@ -197,8 +226,17 @@ fn check(t: &Tools, dir: &Path, name: &str, input: &[u8], limits: &[u64]) {
             let mut bytes = Vec::new();
             let n = writer.write_piece(piece, &mut bytes).unwrap();
             assert_eq!(n, bytes.len() as u64);
-            assert_eq!(piece.encoded_len(), want.len() as u64, "{name} limit {limit:#x} piece {}", piece.index);
-            assert!(bytes == *want, "{name} limit {limit:#x}: piece {} differs from libsparse", piece.index);
+            assert_eq!(
+                piece.encoded_len(),
+                want.len() as u64,
+                "{name} limit {limit:#x} piece {}",
+                piece.index
+            );
+            assert!(
+                bytes == *want,
+                "{name} limit {limit:#x}: piece {} differs from libsparse",
+                piece.index
+            );
             assert!(bytes.len() as u64 <= limit, "{name}: piece over the limit");
             ours.push(bytes);
         }
@@ -209,11 +247,22 @@ fn check(t: &Tools, dir: &Path, name: &str, input: &[u8], limits: &[u64]) {
         for piece in pieces.iter().rev() {
             let mut bytes = Vec::new();
             writer.write_piece(piece, &mut bytes).unwrap();
-            assert!(bytes == ours[piece.index], "{name}: seekable piece {} differs", piece.index);
+            assert!(
+                bytes == ours[piece.index],
+                "{name}: seekable piece {} differs",
+                piece.index
+            );
         }
 
         // Per-piece CRCs from the single scan pass match the pieces.
-        let scanned = scan_file(&path, &ScanOptions { piece_crcs_for: Some(limit), data_crc: true, file_crc: true });
+        let scanned = scan_file(
+            &path,
+            &ScanOptions {
+                piece_crcs_for: Some(limit),
+                data_crc: true,
+                file_crc: true,
+            },
+        );
         assert_eq!(scanned.layout, layout);
         let crcs = scanned.piece_crcs.unwrap().crcs;
         if input.len() as u64 > limit {
@@ -237,21 +286,30 @@ fn check(t: &Tools, dir: &Path, name: &str, input: &[u8], limits: &[u64]) {
             })
             .collect();
         let rebuilt = t.simg2img(&piece_paths, &dir.join("rebuilt.img"));
-        assert!(rebuilt == expanded, "{name} limit {limit:#x}: simg2img of the pieces differs");
+        assert!(
+            rebuilt == expanded,
+            "{name} limit {limit:#x}: simg2img of the pieces differs"
+        );
 
         // Our decoder, piece after piece into one target, rebuilds it too.
         let mut target = Cursor::new(vec![0u8; expanded.len()]);
         for p in &ours {
             decode_into(&p[..], &mut target).unwrap();
         }
-        assert!(target.into_inner() == expanded, "{name} limit {limit:#x}: decode_into of the pieces differs");
+        assert!(
+            target.into_inner() == expanded,
+            "{name} limit {limit:#x}: decode_into of the pieces differs"
+        );
     }
 }
 
 fn single_piece_bytes(path: &Path, layout: &SparseLayout) -> Vec<u8> {
     let piece = single_piece(layout).unwrap();
     let mut out = Vec::new();
-    PieceWriter::new(fs::File::open(path).unwrap(), layout).unwrap().write_piece(&piece, &mut out).unwrap();
+    PieceWriter::new(fs::File::open(path).unwrap(), layout)
+        .unwrap()
+        .write_piece(&piece, &mut out)
+        .unwrap();
     out
 }
 
@@ -279,9 +337,19 @@ fn raw_50_mib_example_matches_libsparse_and_observed_sizes() {
     img.extend(noise(20 * MIB, 2));
     let path = dir.path().join("a.img");
     fs::write(&path, &img).unwrap();
-    let sizes: Vec<usize> = t.libsparse_pieces(&path, 0x100_0000, dir.path()).iter().map(Vec::len).collect();
+    let sizes: Vec<usize> = t
+        .libsparse_pieces(&path, 0x100_0000, dir.path())
+        .iter()
+        .map(Vec::len)
+        .collect();
     assert_eq!(sizes, [0xfff034, 0xfff05c, 0x802034]);
-    check(&t, dir.path(), "fifty", &img, &[0x100_0000, 3 * MIB as u64 + 4096 * 5 + 13]);
+    check(
+        &t,
+        dir.path(),
+        "fifty",
+        &img,
+        &[0x100_0000, 3 * MIB as u64 + 4096 * 5 + 13],
+    );
 }
 
 /// The 64 MiB img2simg example of fastboot-protocol.md §8, as a raw image and as the sparse
@@ -304,14 +372,29 @@ fn img2simg_example_matches_libsparse() {
     assert_eq!(simg.len(), 0xc0_0074);
 
     let simg_path = dir.path().join("example.simg");
-    let sizes: Vec<u64> = split(&SparseLayout::read(fs::File::open(&simg_path).unwrap()).unwrap(), 0x40_0000)
-        .unwrap()
-        .iter()
-        .map(|p| p.encoded_len())
-        .collect();
+    let sizes: Vec<u64> = split(
+        &SparseLayout::read(fs::File::open(&simg_path).unwrap()).unwrap(),
+        0x40_0000,
+    )
+    .unwrap()
+    .iter()
+    .map(|p| p.encoded_len())
+    .collect();
     assert_eq!(sizes, [4190260, 4190272, 4190332, 12356]);
-    check(&t, dir.path(), "example-sparse", &simg, &[0x40_0000, 2 * MIB as u64 + 77, 5 * MIB as u64]);
-    check(&t, dir.path(), "example-raw", &img, &[0x40_0000, 9 * MIB as u64]);
+    check(
+        &t,
+        dir.path(),
+        "example-sparse",
+        &simg,
+        &[0x40_0000, 2 * MIB as u64 + 77, 5 * MIB as u64],
+    );
+    check(
+        &t,
+        dir.path(),
+        "example-raw",
+        &img,
+        &[0x40_0000, 9 * MIB as u64],
+    );
 }
 
 /// Short runs of every kind next to each other: FILL runs with different and equal values,
@@ -383,7 +466,12 @@ fn hand_made_sparse_with_holes_matches_libsparse() {
             bytes.extend_from_slice(&(12 + body.len() as u32).to_le_bytes());
             bytes.extend_from_slice(body);
         }
-        let limits = [8 * bs as u64 + 68, 40 * bs as u64 + 3, 100 * bs as u64, 300 * bs as u64];
+        let limits = [
+            8 * bs as u64 + 68,
+            40 * bs as u64 + 3,
+            100 * bs as u64,
+            300 * bs as u64,
+        ];
         check(&t, dir.path(), &format!("holes-{blk_sz}"), &bytes, &limits);
     }
 }
@@ -431,7 +519,11 @@ fn uncut_chunk_and_trailing_empty_piece_match_libsparse() {
     for v in [4096u32, 10 + 1 + 54, 3, 0] {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    for (ty, blocks, body) in [(0xCAC1u16, 10u32, noise(10 * 4096, 1)), (0xCAC3, 1, vec![]), (0xCAC1, 54, noise(54 * 4096, 2))] {
+    for (ty, blocks, body) in [
+        (0xCAC1u16, 10u32, noise(10 * 4096, 1)),
+        (0xCAC3, 1, vec![]),
+        (0xCAC1, 54, noise(54 * 4096, 2)),
+    ] {
         bytes.extend_from_slice(&ty.to_le_bytes());
         bytes.extend_from_slice(&0u16.to_le_bytes());
         bytes.extend_from_slice(&blocks.to_le_bytes());

@@ -118,7 +118,11 @@ impl fmt::Display for CrcMismatch {
             write!(f, " piece {}", p + 1)?;
         }
         match self.kind {
-            MismatchKind::Crc => write!(f, ": CRC-32 is {:#x}, the list (line {}) says {:#x}", self.actual, self.line, self.expected),
+            MismatchKind::Crc => write!(
+                f,
+                ": CRC-32 is {:#x}, the list (line {}) says {:#x}",
+                self.actual, self.line, self.expected
+            ),
             MismatchKind::PieceCount => write!(
                 f,
                 ": the image is sent in {} pieces, the list (line {}) says {}",
@@ -140,7 +144,14 @@ impl CrcList {
                     line,
                 }),
                 _ => {
-                    return Err(syntax(file, line, format!("expected `<partition> 0x<crc>`, found {} fields", tokens.len())))
+                    return Err(syntax(
+                        file,
+                        line,
+                        format!(
+                            "expected `<partition> 0x<crc>`, found {} fields",
+                            tokens.len()
+                        ),
+                    ))
                 }
             }
         }
@@ -154,13 +165,21 @@ impl CrcList {
 
     /// Adds a line for an image whose whole-file CRC-32 is `crc` (the generators skip 0).
     pub fn push(&mut self, partition: &str, crc: u32) {
-        self.entries.push(CrcEntry { partition: partition.into(), crc, line: 0 });
+        self.entries.push(CrcEntry {
+            partition: partition.into(),
+            crc,
+            line: 0,
+        });
     }
 
     /// Checks an image scanned with `file_crc` against the line for `partition`.
     pub fn compare(&self, partition: &str, scan: &ImageScan) -> Result<CrcVerdict, SparseError> {
-        let Some(entry) = self.get(partition) else { return Ok(CrcVerdict::NotListed) };
-        let actual = scan.file_crc.ok_or_else(|| missing("file CRC", "file_crc"))?;
+        let Some(entry) = self.get(partition) else {
+            return Ok(CrcVerdict::NotListed);
+        };
+        let actual = scan
+            .file_crc
+            .ok_or_else(|| missing("file CRC", "file_crc"))?;
         if actual == entry.crc {
             return Ok(CrcVerdict::Match);
         }
@@ -205,18 +224,24 @@ impl SparseCrcList {
                             format!("says {n} pieces but lists {} CRC values", crcs.len()),
                         ));
                     }
-                    let crcs = crcs.iter().map(|c| parse_hex(c, file, line)).collect::<Result<_, _>>()?;
+                    let crcs = crcs
+                        .iter()
+                        .map(|c| parse_hex(c, file, line))
+                        .collect::<Result<_, _>>()?;
                     SparseCrcValues::PerPiece { crcs }
                 }
-                _ => {
-                    return Err(syntax(
-                        file,
-                        line,
-                        "expected `<partition> <pieces> 0x<crc>...` or `<partition> 0x<crc> <pieces>`".into(),
-                    ))
-                }
+                _ => return Err(syntax(
+                    file,
+                    line,
+                    "expected `<partition> <pieces> 0x<crc>...` or `<partition> 0x<crc> <pieces>`"
+                        .into(),
+                )),
             };
-            entries.push(SparseCrcEntry { partition: tokens[0].to_string(), values, line });
+            entries.push(SparseCrcEntry {
+                partition: tokens[0].to_string(),
+                values,
+                line,
+            });
         }
         Ok(SparseCrcList { entries })
     }
@@ -228,10 +253,15 @@ impl SparseCrcList {
 
     /// Adds a new-format line from a scan made with `piece_crcs_for`.
     pub fn push(&mut self, partition: &str, scan: &ImageScan) -> Result<(), SparseError> {
-        let crcs = scan.piece_crcs.as_ref().ok_or_else(|| missing("per-piece CRCs", "piece_crcs_for"))?;
+        let crcs = scan
+            .piece_crcs
+            .as_ref()
+            .ok_or_else(|| missing("per-piece CRCs", "piece_crcs_for"))?;
         self.entries.push(SparseCrcEntry {
             partition: partition.into(),
-            values: SparseCrcValues::PerPiece { crcs: crcs.crcs.clone() },
+            values: SparseCrcValues::PerPiece {
+                crcs: crcs.crcs.clone(),
+            },
             line: 0,
         });
         Ok(())
@@ -242,8 +272,14 @@ impl SparseCrcList {
     /// The split size must be the one the list was made for ([`OLD_SPARSE_CRC_SPLIT`],
     /// [`NEW_SPARSE_CRC_SPLIT`], or the device's `max-download-size`).
     pub fn compare(&self, partition: &str, scan: &ImageScan) -> Result<CrcVerdict, SparseError> {
-        let Some(entry) = self.get(partition) else { return Ok(CrcVerdict::NotListed) };
-        let pieces = &scan.piece_crcs.as_ref().ok_or_else(|| missing("per-piece CRCs", "piece_crcs_for"))?.crcs;
+        let Some(entry) = self.get(partition) else {
+            return Ok(CrcVerdict::NotListed);
+        };
+        let pieces = &scan
+            .piece_crcs
+            .as_ref()
+            .ok_or_else(|| missing("per-piece CRCs", "piece_crcs_for"))?
+            .crcs;
         let mismatch = |piece, kind, expected: u64, actual: u64| CrcMismatch {
             partition: partition.into(),
             piece,
@@ -254,24 +290,45 @@ impl SparseCrcList {
         };
         let mut out = Vec::new();
         if entry.values.pieces() != pieces.len() {
-            out.push(mismatch(None, MismatchKind::PieceCount, entry.values.pieces() as u64, pieces.len() as u64));
+            out.push(mismatch(
+                None,
+                MismatchKind::PieceCount,
+                entry.values.pieces() as u64,
+                pieces.len() as u64,
+            ));
         }
         match &entry.values {
             SparseCrcValues::Whole { crc, .. } => {
-                let actual = scan.data_crc.ok_or_else(|| missing("data CRC", "data_crc"))?;
+                let actual = scan
+                    .data_crc
+                    .ok_or_else(|| missing("data CRC", "data_crc"))?;
                 if actual != *crc {
-                    out.push(mismatch(None, MismatchKind::Crc, (*crc).into(), actual.into()));
+                    out.push(mismatch(
+                        None,
+                        MismatchKind::Crc,
+                        (*crc).into(),
+                        actual.into(),
+                    ));
                 }
             }
             SparseCrcValues::PerPiece { crcs } => {
                 for (i, (want, got)) in crcs.iter().zip(pieces).enumerate() {
                     if want != got {
-                        out.push(mismatch(Some(i), MismatchKind::Crc, (*want).into(), (*got).into()));
+                        out.push(mismatch(
+                            Some(i),
+                            MismatchKind::Crc,
+                            (*want).into(),
+                            (*got).into(),
+                        ));
                     }
                 }
             }
         }
-        Ok(if out.is_empty() { CrcVerdict::Match } else { CrcVerdict::Mismatch(out) })
+        Ok(if out.is_empty() {
+            CrcVerdict::Match
+        } else {
+            CrcVerdict::Mismatch(out)
+        })
     }
 }
 
@@ -281,7 +338,9 @@ impl fmt::Display for SparseCrcList {
         writeln!(f, "{SPARSE_CRC_LIST_HEADER}")?;
         for e in &self.entries {
             match &e.values {
-                SparseCrcValues::Whole { crc, pieces } => writeln!(f, "{} {} {pieces}", e.partition, python_hex(*crc))?,
+                SparseCrcValues::Whole { crc, pieces } => {
+                    writeln!(f, "{} {} {pieces}", e.partition, python_hex(*crc))?
+                }
                 SparseCrcValues::PerPiece { crcs } => {
                     write!(f, "{} {}", e.partition, crcs.len())?;
                     for c in crcs {
@@ -296,11 +355,17 @@ impl fmt::Display for SparseCrcList {
 }
 
 fn missing(what: &str, option: &str) -> SparseError {
-    SparseError::Unrepresentable(format!("the image was scanned without its {what}; scan it with ScanOptions::{option}"))
+    SparseError::Unrepresentable(format!(
+        "the image was scanned without its {what}; scan it with ScanOptions::{option}"
+    ))
 }
 
 fn syntax(file: &str, line: usize, problem: String) -> SparseError {
-    SparseError::CrcListSyntax { file: file.into(), line, problem }
+    SparseError::CrcListSyntax {
+        file: file.into(),
+        line,
+        problem,
+    }
 }
 
 /// The non-empty lines after the header line, split into fields, with 1-based line numbers.
@@ -310,15 +375,31 @@ fn lines_after_header<'t>(
     header: &str,
 ) -> Result<Vec<(usize, Vec<&'t str>)>, SparseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty());
     match lines.next() {
         Some((_, first)) if first.eq_ignore_ascii_case(header) => {}
         Some((line, first)) => {
-            return Err(syntax(file, line, format!("expected the header `{header}`, found `{}`", shorten(first))))
+            return Err(syntax(
+                file,
+                line,
+                format!("expected the header `{header}`, found `{}`", shorten(first)),
+            ))
         }
-        None => return Err(syntax(file, 1, format!("the file is empty (expected the header `{header}`)"))),
+        None => {
+            return Err(syntax(
+                file,
+                1,
+                format!("the file is empty (expected the header `{header}`)"),
+            ))
+        }
     }
-    Ok(lines.map(|(n, l)| (n, l.split_whitespace().collect())).collect())
+    Ok(lines
+        .map(|(n, l)| (n, l.split_whitespace().collect()))
+        .collect())
 }
 
 fn shorten(s: &str) -> String {
@@ -330,7 +411,13 @@ fn is_hex(token: &str) -> bool {
 }
 
 fn parse_hex(token: &str, file: &str, line: usize) -> Result<u32, SparseError> {
-    let bad = || syntax(file, line, format!("`{}` is not a CRC like 0x1a2b3c4d", shorten(token)));
+    let bad = || {
+        syntax(
+            file,
+            line,
+            format!("`{}` is not a CRC like 0x1a2b3c4d", shorten(token)),
+        )
+    };
     if !is_hex(token) {
         return Err(bad());
     }
@@ -342,7 +429,14 @@ fn parse_hex(token: &str, file: &str, line: usize) -> Result<u32, SparseError> {
 fn parse_count(token: &str, file: &str, line: usize) -> Result<usize, SparseError> {
     match token.parse::<usize>() {
         Ok(n) if n > 0 && token.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-        _ => Err(syntax(file, line, format!("`{}` is not a piece count (a whole number from 1)", shorten(token)))),
+        _ => Err(syntax(
+            file,
+            line,
+            format!(
+                "`{}` is not a piece count (a whole number from 1)",
+                shorten(token)
+            ),
+        )),
     }
 }
 
@@ -367,9 +461,19 @@ mod tests {
         let list = SparseCrcList::parse(PIANO, "sparsecrclist.txt").unwrap();
         assert_eq!(list.entries.len(), 4);
         let userdata = list.get("userdata").unwrap();
-        assert_eq!(userdata.values, SparseCrcValues::PerPiece { crcs: vec![0xe8e5c657, 0x57f0061a] });
+        assert_eq!(
+            userdata.values,
+            SparseCrcValues::PerPiece {
+                crcs: vec![0xe8e5c657, 0x57f0061a]
+            }
+        );
         assert_eq!(userdata.line, 2);
-        assert_eq!(list.get("vm-bootsys").unwrap().values, SparseCrcValues::PerPiece { crcs: vec![0x15079b4] });
+        assert_eq!(
+            list.get("vm-bootsys").unwrap().values,
+            SparseCrcValues::PerPiece {
+                crcs: vec![0x15079b4]
+            }
+        );
         assert_eq!(list.to_string(), PIANO);
     }
 
@@ -377,10 +481,25 @@ mod tests {
     fn old_format_and_python2_longs_are_read() {
         let text = "SPARSECRC-LIST\r\nsystem 0xb5c652e9 7\r\n\r\nvendor 0x1234abcdL 2\r\n";
         let list = SparseCrcList::parse(text, "sparsecrclist.txt").unwrap();
-        assert_eq!(list.get("system").unwrap().values, SparseCrcValues::Whole { crc: 0xb5c652e9, pieces: 7 });
-        assert_eq!(list.get("vendor").unwrap().values, SparseCrcValues::Whole { crc: 0x1234abcd, pieces: 2 });
+        assert_eq!(
+            list.get("system").unwrap().values,
+            SparseCrcValues::Whole {
+                crc: 0xb5c652e9,
+                pieces: 7
+            }
+        );
+        assert_eq!(
+            list.get("vendor").unwrap().values,
+            SparseCrcValues::Whole {
+                crc: 0x1234abcd,
+                pieces: 2
+            }
+        );
         assert_eq!(list.get("vendor").unwrap().line, 4);
-        assert_eq!(list.to_string(), "SPARSECRC-LIST\nsystem 0xb5c652e9 7\nvendor 0x1234abcd 2\n");
+        assert_eq!(
+            list.to_string(),
+            "SPARSECRC-LIST\nsystem 0xb5c652e9 7\nvendor 0x1234abcd 2\n"
+        );
     }
 
     #[test]
@@ -394,11 +513,23 @@ mod tests {
     #[test]
     fn syntax_errors_name_file_and_line() {
         let cases: [(&str, &str); 6] = [
-            ("CRC-LIST\nboot 0xa6c00daf\nvbmeta 11ffca6\n", "crclist.txt line 3: `11ffca6` is not a CRC"),
-            ("CRC-LIST\nboot\n", "crclist.txt line 2: expected `<partition> 0x<crc>`"),
-            ("boot 0x1\n", "crclist.txt line 1: expected the header `CRC-LIST`"),
+            (
+                "CRC-LIST\nboot 0xa6c00daf\nvbmeta 11ffca6\n",
+                "crclist.txt line 3: `11ffca6` is not a CRC",
+            ),
+            (
+                "CRC-LIST\nboot\n",
+                "crclist.txt line 2: expected `<partition> 0x<crc>`",
+            ),
+            (
+                "boot 0x1\n",
+                "crclist.txt line 1: expected the header `CRC-LIST`",
+            ),
             ("", "crclist.txt line 1: the file is empty"),
-            ("CRC-LIST\nboot 0x1ffffffff\n", "crclist.txt line 2: `0x1ffffffff` is not a CRC"),
+            (
+                "CRC-LIST\nboot 0x1ffffffff\n",
+                "crclist.txt line 2: `0x1ffffffff` is not a CRC",
+            ),
             ("CRC-LIST\nboot 0x 1\n", "crclist.txt line 2"),
         ];
         for (text, want) in cases {
@@ -406,13 +537,27 @@ mod tests {
             assert!(err.starts_with(want), "{err}");
         }
         let sparse_cases: [(&str, &str); 4] = [
-            ("SPARSECRC-LIST\nsuper 3 0x1 0x2\n", "line 2: says 3 pieces but lists 2 CRC values"),
-            ("SPARSECRC-LIST\nsuper 0x1\n", "line 2: expected `<partition> <pieces>"),
-            ("SPARSECRC-LIST\n\nsuper 0x1 seven\n", "line 3: `seven` is not a piece count"),
-            ("SPARSECRC-LIST\nsuper 1 0xzz\n", "line 2: `0xzz` is not a CRC"),
+            (
+                "SPARSECRC-LIST\nsuper 3 0x1 0x2\n",
+                "line 2: says 3 pieces but lists 2 CRC values",
+            ),
+            (
+                "SPARSECRC-LIST\nsuper 0x1\n",
+                "line 2: expected `<partition> <pieces>",
+            ),
+            (
+                "SPARSECRC-LIST\n\nsuper 0x1 seven\n",
+                "line 3: `seven` is not a piece count",
+            ),
+            (
+                "SPARSECRC-LIST\nsuper 1 0xzz\n",
+                "line 2: `0xzz` is not a CRC",
+            ),
         ];
         for (text, want) in sparse_cases {
-            let err = SparseCrcList::parse(text, "sparsecrclist.txt").unwrap_err().to_string();
+            let err = SparseCrcList::parse(text, "sparsecrclist.txt")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{err}");
         }
     }
@@ -420,9 +565,18 @@ mod tests {
     #[test]
     fn compare_reports_each_difference() {
         // Three RAW chunks of 64 KiB each with a 80 KiB split: 3 pieces (one per chunk).
-        let parts = [Part::Raw(noise(65536, 1)), Part::Skip(3), Part::Raw(noise(65536, 2)), Part::Raw(noise(65536, 3))];
+        let parts = [
+            Part::Raw(noise(65536, 1)),
+            Part::Skip(3),
+            Part::Raw(noise(65536, 2)),
+            Part::Raw(noise(65536, 3)),
+        ];
         let bytes = build(4096, &parts);
-        let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(80 * 1024) };
+        let opts = ScanOptions {
+            file_crc: true,
+            data_crc: true,
+            piece_crcs_for: Some(80 * 1024),
+        };
         let scanned = scan(&bytes[..], &opts).unwrap();
         let crcs = scanned.piece_crcs.clone().unwrap().crcs;
         assert_eq!(crcs.len(), 3);
@@ -430,11 +584,20 @@ mod tests {
         let mut list = SparseCrcList::default();
         list.push("super", &scanned).unwrap();
         assert_eq!(list.compare("super", &scanned).unwrap(), CrcVerdict::Match);
-        assert_eq!(list.compare("system", &scanned).unwrap(), CrcVerdict::NotListed);
+        assert_eq!(
+            list.compare("system", &scanned).unwrap(),
+            CrcVerdict::NotListed
+        );
 
-        let text = format!("SPARSECRC-LIST\nsuper 3 {} 0x1 {}\n", python_hex(crcs[0]), python_hex(crcs[2]));
+        let text = format!(
+            "SPARSECRC-LIST\nsuper 3 {} 0x1 {}\n",
+            python_hex(crcs[0]),
+            python_hex(crcs[2])
+        );
         let list = SparseCrcList::parse(&text, "sparsecrclist.txt").unwrap();
-        let CrcVerdict::Mismatch(m) = list.compare("super", &scanned).unwrap() else { panic!("must differ") };
+        let CrcVerdict::Mismatch(m) = list.compare("super", &scanned).unwrap() else {
+            panic!("must differ")
+        };
         assert_eq!(
             m,
             [CrcMismatch {
@@ -446,18 +609,37 @@ mod tests {
                 line: 2
             }]
         );
-        assert_eq!(m[0].to_string(), format!("super piece 2: CRC-32 is {:#x}, the list (line 2) says 0x1", crcs[1]));
+        assert_eq!(
+            m[0].to_string(),
+            format!(
+                "super piece 2: CRC-32 is {:#x}, the list (line 2) says 0x1",
+                crcs[1]
+            )
+        );
 
-        let old = format!("SPARSECRC-LIST\nsuper {} 2\n", python_hex(scanned.data_crc.unwrap()));
-        let CrcVerdict::Mismatch(m) = SparseCrcList::parse(&old, "s").unwrap().compare("super", &scanned).unwrap() else {
+        let old = format!(
+            "SPARSECRC-LIST\nsuper {} 2\n",
+            python_hex(scanned.data_crc.unwrap())
+        );
+        let CrcVerdict::Mismatch(m) = SparseCrcList::parse(&old, "s")
+            .unwrap()
+            .compare("super", &scanned)
+            .unwrap()
+        else {
             panic!("piece count differs")
         };
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].kind, m[0].expected, m[0].actual), (MismatchKind::PieceCount, 2, 3));
+        assert_eq!(
+            (m[0].kind, m[0].expected, m[0].actual),
+            (MismatchKind::PieceCount, 2, 3)
+        );
 
         let mut crc_list = CrcList::default();
         crc_list.push("super", crc32fast::hash(&bytes));
-        assert_eq!(crc_list.compare("super", &scanned).unwrap(), CrcVerdict::Match);
+        assert_eq!(
+            crc_list.compare("super", &scanned).unwrap(),
+            CrcVerdict::Match
+        );
         let without = scan(&bytes[..], &ScanOptions::default()).unwrap();
         assert!(crc_list.compare("super", &without).is_err());
     }

@@ -34,13 +34,19 @@ pub struct DecodeSummary {
 ///
 /// Errors stop the decode; what was written before stays written. Use [`decode_bytes_into`]
 /// (or [`validate`] first) when a malformed input must write nothing.
-pub fn decode_into<R: Read, W: Write + Seek>(src: R, dst: &mut W) -> Result<DecodeSummary, SparseError> {
+pub fn decode_into<R: Read, W: Write + Seek>(
+    src: R,
+    dst: &mut W,
+) -> Result<DecodeSummary, SparseError> {
     decode_from(ChunkReader::new(ForwardSource::new(src))?, dst)
 }
 
 /// Checks the whole sparse image in `bytes`, then decodes it into `dst` (see [`decode_into`]).
 /// A malformed image writes nothing.
-pub fn decode_bytes_into<W: Write + Seek>(bytes: &[u8], dst: &mut W) -> Result<DecodeSummary, SparseError> {
+pub fn decode_bytes_into<W: Write + Seek>(
+    bytes: &[u8],
+    dst: &mut W,
+) -> Result<DecodeSummary, SparseError> {
     validate(bytes)?;
     decode_into(bytes, dst)
 }
@@ -106,15 +112,24 @@ fn seek_to<W: Seek>(dst: &mut W, at: u64) -> Result<(), SparseError> {
 }
 
 /// Writes `len` bytes of the little-endian `value` repeated (`len` is a multiple of 4).
-pub(crate) fn write_fill<W: Write + ?Sized>(dst: &mut W, value: u32, len: u64, at: u64) -> Result<(), SparseError> {
+pub(crate) fn write_fill<W: Write + ?Sized>(
+    dst: &mut W,
+    value: u32,
+    len: u64,
+    at: u64,
+) -> Result<(), SparseError> {
     let pattern = value.to_le_bytes();
     let buf_len = ((len.min(COPY_BUF_LEN as u64) as usize) & !3).max(4);
     let buf: Vec<u8> = pattern.iter().copied().cycle().take(buf_len).collect();
     let mut left = len;
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;
-        dst.write_all(&buf[..n])
-            .map_err(|e| SparseError::io(format!("writing fill data at offset {:#x}", at + (len - left)), e))?;
+        dst.write_all(&buf[..n]).map_err(|e| {
+            SparseError::io(
+                format!("writing fill data at offset {:#x}", at + (len - left)),
+                e,
+            )
+        })?;
         left -= n as u64;
     }
     Ok(())
@@ -146,7 +161,13 @@ mod tests {
         assert_eq!(dst.into_inner(), expand(512, &parts, 0xAA));
         assert_eq!(
             summary,
-            DecodeSummary { blk_sz: 512, total_blks: 9, expanded_len: 9 * 512, blocks_written: 6, chunks: 6 }
+            DecodeSummary {
+                blk_sz: 512,
+                total_blks: 9,
+                expanded_len: 9 * 512,
+                blocks_written: 6,
+                chunks: 6
+            }
         );
     }
 
@@ -158,7 +179,10 @@ mod tests {
         assert_eq!(layout.source_len, bytes.len() as u64);
         assert_eq!(layout.chunks[1].kind, ChunkKind::Fill(0xdeadbeef));
         assert_eq!(layout.chunks[1].start_block, 2);
-        assert_eq!(layout.chunks[4].data_offset, (28 + 12 + 1024 + 16 + 12 + 16 + 12) as u64);
+        assert_eq!(
+            layout.chunks[4].data_offset,
+            (28 + 12 + 1024 + 16 + 12 + 16 + 12) as u64
+        );
         assert_eq!(layout.data_blocks(), 6);
     }
 
@@ -179,25 +203,52 @@ mod tests {
         let mut bytes = build(512, &sample());
         bytes[16..20].copy_from_slice(&10u32.to_le_bytes());
         let err = validate(&bytes).unwrap_err();
-        assert!(matches!(err, SparseError::BlockCountMismatch { blocks: 9, total_blks: 10, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                SparseError::BlockCountMismatch {
+                    blocks: 9,
+                    total_blks: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         bytes[16..20].copy_from_slice(&8u32.to_le_bytes());
         let err = validate(&bytes).unwrap_err().to_string();
-        assert!(err.contains("chunk 5") && err.contains("runs past total_blks"), "{err}");
+        assert!(
+            err.contains("chunk 5") && err.contains("runs past total_blks"),
+            "{err}"
+        );
     }
 
     #[test]
     fn longer_headers_are_skipped() {
         // file_hdr_sz 32 and chunk_hdr_sz 16, as some vendor tools write.
         let data = noise(1024, 3);
-        let mut bytes = SparseHeader { file_hdr_sz: 32, chunk_hdr_sz: 16, ..SparseHeader::new(512, 3, 2) }
-            .encode()
-            .to_vec();
+        let mut bytes = SparseHeader {
+            file_hdr_sz: 32,
+            chunk_hdr_sz: 16,
+            ..SparseHeader::new(512, 3, 2)
+        }
+        .encode()
+        .to_vec();
         bytes.extend_from_slice(&[0xEE; 4]);
-        let raw = ChunkHeader { chunk_type: CHUNK_TYPE_RAW, reserved1: 0, chunk_sz: 2, total_sz: 16 + 1024 };
+        let raw = ChunkHeader {
+            chunk_type: CHUNK_TYPE_RAW,
+            reserved1: 0,
+            chunk_sz: 2,
+            total_sz: 16 + 1024,
+        };
         bytes.extend_from_slice(&raw.encode());
         bytes.extend_from_slice(&[0xEE; 4]);
         bytes.extend_from_slice(&data);
-        let fill = ChunkHeader { chunk_type: CHUNK_TYPE_FILL, reserved1: 0, chunk_sz: 1, total_sz: 20 };
+        let fill = ChunkHeader {
+            chunk_type: CHUNK_TYPE_FILL,
+            reserved1: 0,
+            chunk_sz: 1,
+            total_sz: 20,
+        };
         bytes.extend_from_slice(&fill.encode());
         bytes.extend_from_slice(&[0xEE; 4]);
         bytes.extend_from_slice(&7u32.to_le_bytes());
@@ -214,7 +265,10 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(validate(&bytes[..cut]).is_err(), "cut at {cut}");
             let mut dst = std::io::Cursor::new(Vec::new());
-            assert!(decode_into(&bytes[..cut], &mut dst).is_err(), "cut at {cut}");
+            assert!(
+                decode_into(&bytes[..cut], &mut dst).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -14,7 +14,12 @@ pub enum SparseError {
         "{what} at offset {offset:#x}: the input ends after {available} of {needed} bytes; \
          the image is truncated (download or extract it again)"
     )]
-    Truncated { what: String, offset: u64, needed: u64, available: u64 },
+    Truncated {
+        what: String,
+        offset: u64,
+        needed: u64,
+        available: u64,
+    },
 
     /// The first four bytes are not the sparse magic.
     #[error(
@@ -25,18 +30,34 @@ pub enum SparseError {
 
     /// A field of the 28-byte file header is out of range.
     #[error("sparse header at offset {offset:#x}: {field} {value:#x} {problem}")]
-    BadHeader { offset: u64, field: &'static str, value: u64, problem: String },
+    BadHeader {
+        offset: u64,
+        field: &'static str,
+        value: u64,
+        problem: String,
+    },
 
     /// A chunk header is inconsistent (size, type, block count).
     #[error("chunk {index} at offset {offset:#x}: {field} {value:#x} {problem}")]
-    BadChunk { index: u32, offset: u64, field: &'static str, value: u64, problem: String },
+    BadChunk {
+        index: u32,
+        offset: u64,
+        field: &'static str,
+        value: u64,
+        problem: String,
+    },
 
     /// After all `total_chunks` chunks the block count does not reach `total_blks`.
     #[error(
         "sparse image ends at offset {offset:#x} after {chunks} chunks covering {blocks} blocks, \
          but the header says total_blks {total_blks}; the image is damaged"
     )]
-    BlockCountMismatch { offset: u64, chunks: u32, blocks: u64, total_blks: u32 },
+    BlockCountMismatch {
+        offset: u64,
+        chunks: u32,
+        blocks: u64,
+        total_blks: u32,
+    },
 
     /// The image cannot be described by one sparse file (e.g. more than 2^32-1 blocks).
     #[error("{0}")]
@@ -67,7 +88,11 @@ pub enum SparseError {
 
     /// A line of crclist.txt / sparsecrclist.txt cannot be read.
     #[error("{file} line {line}: {problem}")]
-    CrcListSyntax { file: String, line: usize, problem: String },
+    CrcListSyntax {
+        file: String,
+        line: usize,
+        problem: String,
+    },
 
     /// An I/O error from the reader or writer the caller passed in.
     #[error("{context}: {source}")]
@@ -80,6 +105,9 @@ pub enum SparseError {
 
 impl SparseError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        SparseError::Io { context: context.into(), source }
+        SparseError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

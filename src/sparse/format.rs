@@ -85,10 +85,20 @@ impl SparseHeader {
 
     fn check(&self) -> Result<(), SparseError> {
         let bad = |offset: u64, field: &'static str, value: u64, problem: &str| {
-            Err(SparseError::BadHeader { offset, field, value, problem: problem.into() })
+            Err(SparseError::BadHeader {
+                offset,
+                field,
+                value,
+                problem: problem.into(),
+            })
         };
         if self.major_version != 1 {
-            return bad(4, "major_version", self.major_version.into(), "is not 1 (this sparse format version is not supported)");
+            return bad(
+                4,
+                "major_version",
+                self.major_version.into(),
+                "is not 1 (this sparse format version is not supported)",
+            );
         }
         if self.file_hdr_sz < FILE_HEADER_LEN {
             return bad(8, "file_hdr_sz", self.file_hdr_sz.into(), "is below 28");
@@ -97,7 +107,12 @@ impl SparseHeader {
             return bad(10, "chunk_hdr_sz", self.chunk_hdr_sz.into(), "is below 12");
         }
         if self.blk_sz == 0 || self.blk_sz % 4 != 0 {
-            return bad(12, "blk_sz", self.blk_sz.into(), "is not a non-zero multiple of 4");
+            return bad(
+                12,
+                "blk_sz",
+                self.blk_sz.into(),
+                "is not a non-zero multiple of 4",
+            );
         }
         if self.total_blks == 0 {
             return bad(16, "total_blks", 0, "is zero (an empty image)");
@@ -169,7 +184,13 @@ impl ChunkHeader {
         blocks_before: u64,
     ) -> Result<u64, SparseError> {
         let bad = |field: &'static str, value: u64, problem: String| {
-            Err(SparseError::BadChunk { index, offset, field, value, problem })
+            Err(SparseError::BadChunk {
+                index,
+                offset,
+                field,
+                value,
+                problem,
+            })
         };
         let hdr = file.chunk_hdr_sz as u64;
         let total = self.total_sz as u64;
@@ -177,7 +198,11 @@ impl ChunkHeader {
         let body = match total.checked_sub(hdr) {
             Some(body) => body,
             None => {
-                return bad("total_sz", total, format!("is smaller than chunk_hdr_sz {hdr:#x}"));
+                return bad(
+                    "total_sz",
+                    total,
+                    format!("is smaller than chunk_hdr_sz {hdr:#x}"),
+                );
             }
         };
         match self.chunk_type {
@@ -196,12 +221,20 @@ impl ChunkHeader {
             }
             CHUNK_TYPE_FILL | CHUNK_TYPE_CRC32 => {
                 if body != 4 {
-                    return bad("total_sz", total, format!("is not {:#x} (header + 4-byte value)", hdr + 4));
+                    return bad(
+                        "total_sz",
+                        total,
+                        format!("is not {:#x} (header + 4-byte value)", hdr + 4),
+                    );
                 }
             }
             CHUNK_TYPE_DONT_CARE => {
                 if body != 0 {
-                    return bad("total_sz", total, format!("is not {hdr:#x} (a DONT_CARE chunk has no body)"));
+                    return bad(
+                        "total_sz",
+                        total,
+                        format!("is not {hdr:#x} (a DONT_CARE chunk has no body)"),
+                    );
                 }
             }
             other => {
@@ -214,7 +247,11 @@ impl ChunkHeader {
         }
         match self.chunk_type {
             CHUNK_TYPE_RAW | CHUNK_TYPE_FILL if blocks == 0 => {
-                return bad("chunk_sz", 0, "is zero: a data chunk must cover at least one block".into());
+                return bad(
+                    "chunk_sz",
+                    0,
+                    "is zero: a data chunk must cover at least one block".into(),
+                );
             }
             CHUNK_TYPE_CRC32 if blocks != 0 => {
                 return bad("chunk_sz", blocks, "is not 0 for a CRC32 chunk".into());
@@ -286,29 +323,71 @@ mod tests {
             assert!(err.contains(text), "{err}");
             assert!(err.contains(&format!("offset {at:#x}")), "{err}");
         }
-        assert!(matches!(SparseHeader::parse(&header_bytes()[..27]), Err(SparseError::Truncated { .. })));
-        assert!(matches!(SparseHeader::parse(&[0u8; 28]), Err(SparseError::BadMagic { found: 0 })));
+        assert!(matches!(
+            SparseHeader::parse(&header_bytes()[..27]),
+            Err(SparseError::Truncated { .. })
+        ));
+        assert!(matches!(
+            SparseHeader::parse(&[0u8; 28]),
+            Err(SparseError::BadMagic { found: 0 })
+        ));
     }
 
     #[test]
     fn chunk_checks() {
         let file = SparseHeader::new(4096, 16, 1);
-        let raw = ChunkHeader { chunk_type: CHUNK_TYPE_RAW, reserved1: 0, chunk_sz: 2, total_sz: 12 + 8192 };
+        let raw = ChunkHeader {
+            chunk_type: CHUNK_TYPE_RAW,
+            reserved1: 0,
+            chunk_sz: 2,
+            total_sz: 12 + 8192,
+        };
         assert_eq!(raw.check(&file, 0, 28, 0).unwrap(), 8192);
-        let err = ChunkHeader { total_sz: 12 + 8191, ..raw }.check(&file, 3, 0x1c, 0).unwrap_err().to_string();
+        let err = ChunkHeader {
+            total_sz: 12 + 8191,
+            ..raw
+        }
+        .check(&file, 3, 0x1c, 0)
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "chunk 3 at offset 0x1c: total_sz 0x200b does not match chunk_sz*blk_sz+12 = 0x2*0x1000+12 = 0x200c"
         );
         assert!(raw.check(&file, 0, 28, 15).is_err(), "runs past total_blks");
-        let fill = ChunkHeader { chunk_type: CHUNK_TYPE_FILL, reserved1: 0, chunk_sz: 16, total_sz: 16 };
+        let fill = ChunkHeader {
+            chunk_type: CHUNK_TYPE_FILL,
+            reserved1: 0,
+            chunk_sz: 16,
+            total_sz: 16,
+        };
         assert_eq!(fill.check(&file, 0, 28, 0).unwrap(), 4);
-        assert!(ChunkHeader { total_sz: 20, ..fill }.check(&file, 0, 28, 0).is_err());
-        let skip = ChunkHeader { chunk_type: CHUNK_TYPE_DONT_CARE, reserved1: 0, chunk_sz: 16, total_sz: 12 };
+        assert!(ChunkHeader {
+            total_sz: 20,
+            ..fill
+        }
+        .check(&file, 0, 28, 0)
+        .is_err());
+        let skip = ChunkHeader {
+            chunk_type: CHUNK_TYPE_DONT_CARE,
+            reserved1: 0,
+            chunk_sz: 16,
+            total_sz: 12,
+        };
         assert_eq!(skip.check(&file, 0, 28, 0).unwrap(), 0);
-        let unknown = ChunkHeader { chunk_type: 0xCAC5, ..skip };
-        assert!(unknown.check(&file, 0, 28, 0).unwrap_err().to_string().contains("chunk_type 0xcac5"));
-        let tiny = ChunkHeader { total_sz: 4, ..skip };
+        let unknown = ChunkHeader {
+            chunk_type: 0xCAC5,
+            ..skip
+        };
+        assert!(unknown
+            .check(&file, 0, 28, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("chunk_type 0xcac5"));
+        let tiny = ChunkHeader {
+            total_sz: 4,
+            ..skip
+        };
         assert!(tiny.check(&file, 0, 28, 0).is_err());
     }
 }

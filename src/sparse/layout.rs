@@ -52,7 +52,9 @@ impl SparseLayout {
             .sum()
     }
 
-    pub(crate) fn from_sparse_reader<S: Source>(mut reader: ChunkReader<S>) -> Result<Self, SparseError> {
+    pub(crate) fn from_sparse_reader<S: Source>(
+        mut reader: ChunkReader<S>,
+    ) -> Result<Self, SparseError> {
         let header = *reader.header();
         // total_chunks comes from the file: don't trust it for an allocation.
         let mut chunks = Vec::with_capacity((header.total_chunks as usize).min(4096));

@@ -18,8 +18,8 @@ mod split;
 mod write;
 
 pub use crclist::{
-    python_hex, CrcEntry, CrcList, CrcMismatch, CrcVerdict, MismatchKind, SparseCrcEntry, SparseCrcList,
-    SparseCrcValues, NEW_SPARSE_CRC_SPLIT, OLD_SPARSE_CRC_SPLIT,
+    python_hex, CrcEntry, CrcList, CrcMismatch, CrcVerdict, MismatchKind, SparseCrcEntry,
+    SparseCrcList, SparseCrcValues, NEW_SPARSE_CRC_SPLIT, OLD_SPARSE_CRC_SPLIT,
 };
 pub use decode::{decode_bytes_into, decode_into, validate, DecodeSummary};
 pub use error::SparseError;
@@ -30,11 +30,11 @@ pub use format::{
 pub use layout::{ImageFormat, SparseLayout};
 pub use reader::{Chunk, ChunkKind};
 pub use scan::{scan, scan_seekable, ImageScan, PieceCrcs, ScanOptions, RAW_BLOCK_SIZE};
-pub use write::PieceWriter;
 pub use split::{
-    plan_download, resparse_limit, single_piece, split, DownloadPlan, PieceChunk, PieceData, SparsePiece,
-    PIECE_OVERHEAD, RESPARSE_LIMIT,
+    plan_download, resparse_limit, single_piece, split, DownloadPlan, PieceChunk, PieceData,
+    SparsePiece, PIECE_OVERHEAD, RESPARSE_LIMIT,
 };
+pub use write::PieceWriter;
 
 #[cfg(test)]
 pub(crate) mod testutil;

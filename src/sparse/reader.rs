@@ -69,7 +69,14 @@ impl<S: Source> ChunkReader<S> {
         let header = SparseHeader::parse(&bytes[..got])?;
         let extra = (header.file_hdr_sz - FILE_HEADER_LEN) as u64;
         skip_exact(&mut src, extra, "extra sparse header bytes")?;
-        Ok(ChunkReader { src, header, next_index: 0, cur_block: 0, pending: 0, pending_index: 0 })
+        Ok(ChunkReader {
+            src,
+            header,
+            next_index: 0,
+            cur_block: 0,
+            pending: 0,
+            pending_index: 0,
+        })
     }
 
     pub(crate) fn header(&self) -> &SparseHeader {
@@ -110,7 +117,11 @@ impl<S: Source> ChunkReader<S> {
         let mut raw = [0u8; CHUNK_HEADER_LEN as usize];
         read_exact(&mut self.src, &mut raw, &format!("header of chunk {index}"))?;
         let extra = (self.header.chunk_hdr_sz - CHUNK_HEADER_LEN) as u64;
-        skip_exact(&mut self.src, extra, &format!("extra header bytes of chunk {index}"))?;
+        skip_exact(
+            &mut self.src,
+            extra,
+            &format!("extra header bytes of chunk {index}"),
+        )?;
         let ch = ChunkHeader::parse(&raw);
         let body = ch.check(&self.header, index, offset, self.cur_block)?;
         let kind = match ch.chunk_type {
@@ -180,7 +191,11 @@ impl<S: Source> ChunkReader<S> {
     }
 }
 
-pub(crate) fn read_exact<S: Source>(src: &mut S, buf: &mut [u8], what: &str) -> Result<(), SparseError> {
+pub(crate) fn read_exact<S: Source>(
+    src: &mut S,
+    buf: &mut [u8],
+    what: &str,
+) -> Result<(), SparseError> {
     let offset = src.position();
     let got = src
         .read_full(buf)
@@ -205,7 +220,12 @@ pub(crate) fn skip_exact<S: Source>(src: &mut S, n: u64, what: &str) -> Result<(
         .skip(n)
         .map_err(|e| SparseError::io(format!("reading {what} at offset {offset:#x}"), e))?;
     if got < n {
-        return Err(SparseError::Truncated { what: what.to_string(), offset, needed: n, available: got });
+        return Err(SparseError::Truncated {
+            what: what.to_string(),
+            offset,
+            needed: n,
+            available: got,
+        });
     }
     Ok(())
 }

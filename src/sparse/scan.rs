@@ -64,7 +64,8 @@ pub struct PieceCrcs {
 pub fn scan<R: Read>(src: R, opts: &ScanOptions) -> Result<ImageScan, SparseError> {
     let mut src = src;
     let mut head = [0u8; FILE_HEADER_LEN as usize];
-    let got = read_full_from(&mut src, &mut head).map_err(|e| SparseError::io("reading the image", e))?;
+    let got =
+        read_full_from(&mut src, &mut head).map_err(|e| SparseError::io("reading the image", e))?;
     let whole = (&head[..got]).chain(src);
     if is_sparse(&head[..got]) {
         scan_sparse(ForwardSource::new(whole), opts)
@@ -80,10 +81,14 @@ pub fn scan_seekable<R: Read + Seek>(src: R, opts: &ScanOptions) -> Result<Image
     if opts.wants_data() {
         return scan(src, opts);
     }
-    let start = src.stream_position().map_err(|e| SparseError::io("reading the image", e))?;
+    let start = src
+        .stream_position()
+        .map_err(|e| SparseError::io("reading the image", e))?;
     let mut head = [0u8; 4];
-    let got = read_full_from(&mut src, &mut head).map_err(|e| SparseError::io("reading the image", e))?;
-    src.seek(SeekFrom::Start(start)).map_err(|e| SparseError::io("seeking the image", e))?;
+    let got =
+        read_full_from(&mut src, &mut head).map_err(|e| SparseError::io("reading the image", e))?;
+    src.seek(SeekFrom::Start(start))
+        .map_err(|e| SparseError::io("seeking the image", e))?;
     if is_sparse(&head[..got]) {
         let source = SeekSource::new(src).map_err(|e| SparseError::io("seeking the image", e))?;
         scan_sparse(source, opts)
@@ -140,7 +145,9 @@ impl CrcSink {
 
     /// A complete FILL run.
     fn fill(&mut self, b: Backed, blk_sz: u32) {
-        let PieceData::Fill(value) = b.data else { return };
+        let PieceData::Fill(value) = b.data else {
+            return;
+        };
         if let Some(data) = &mut self.data {
             data.combine(&fill_hasher(value, b.blocks * blk_sz as u64));
         }
@@ -150,7 +157,11 @@ impl CrcSink {
         }
     }
 
-    fn finish(self, layout: &SparseLayout, whole_file: Option<u32>) -> (Option<u32>, Option<PieceCrcs>) {
+    fn finish(
+        self,
+        layout: &SparseLayout,
+        whole_file: Option<u32>,
+    ) -> (Option<u32>, Option<PieceCrcs>) {
         let data = self.data.map(Hasher::finalize);
         let mds = self.max_download_size;
         let pieces = match (self.planner, resparse_limit(layout.source_len, Some(mds))) {
@@ -163,7 +174,13 @@ impl CrcSink {
             _ if layout.is_sparse() => data.map(|d| vec![d]),
             _ => whole_file.map(|f| vec![f]),
         };
-        (data, pieces.map(|crcs| PieceCrcs { max_download_size: mds, crcs }))
+        (
+            data,
+            pieces.map(|crcs| PieceCrcs {
+                max_download_size: mds,
+                crcs,
+            }),
+        )
     }
 }
 
@@ -175,7 +192,13 @@ fn fill_hasher(value: u32, len: u64) -> Hasher {
         return out;
     }
     let mut unit = Hasher::new();
-    let word: Vec<u8> = value.to_le_bytes().iter().copied().cycle().take(4096).collect();
+    let word: Vec<u8> = value
+        .to_le_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(4096)
+        .collect();
     unit.update(&word);
     let mut units = len / 4096;
     let rest = (len % 4096) as usize;
@@ -196,7 +219,11 @@ fn fill_hasher(value: u32, len: u64) -> Hasher {
 fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, SparseError> {
     // The file CRC needs every byte: count them through a hashing source.
     let mut file = opts.file_crc.then(Hasher::new);
-    let src = HashingSource { inner: src, hasher: file.as_mut(), scratch: Vec::new() };
+    let src = HashingSource {
+        inner: src,
+        hasher: file.as_mut(),
+        scratch: Vec::new(),
+    };
     let mut reader = ChunkReader::new(src)?;
     let header = *reader.header();
     let blk_sz = header.blk_sz;
@@ -209,7 +236,9 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
         chunks.push(chunk);
         let backed = match chunk.kind {
             ChunkKind::Raw => Backed {
-                data: PieceData::Raw { source_offset: chunk.data_offset },
+                data: PieceData::Raw {
+                    source_offset: chunk.data_offset,
+                },
                 start_block: chunk.start_block as u64,
                 blocks: chunk.blocks as u64,
             },
@@ -238,7 +267,11 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
         }
         let mut placements = sink.place(backed);
         if placements.is_empty() {
-            placements.push(Placement { piece: usize::MAX, from: 0, blocks: backed.blocks });
+            placements.push(Placement {
+                piece: usize::MAX,
+                from: 0,
+                blocks: backed.blocks,
+            });
         }
         for p in placements {
             let mut left = p.blocks * blk_sz as u64;
@@ -271,7 +304,12 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
     drop(reader);
     let file_crc = file.map(Hasher::finalize);
     let (data_crc, piece_crcs) = sink.finish(&layout, file_crc);
-    Ok(ImageScan { layout, file_crc, data_crc: data_crc.filter(|_| opts.data_crc), piece_crcs })
+    Ok(ImageScan {
+        layout,
+        file_crc,
+        data_crc: data_crc.filter(|_| opts.data_crc),
+        piece_crcs,
+    })
 }
 
 /// Counts every byte that passes through into a hasher (skips are read, not seeked).
@@ -337,7 +375,11 @@ struct RawRun {
 
 enum Run {
     Raw(RawRun),
-    Fill { value: u32, start_block: u64, blocks: u64 },
+    Fill {
+        value: u32,
+        start_block: u64,
+        blocks: u64,
+    },
 }
 
 fn scan_raw<R: Read>(mut src: R, opts: &ScanOptions) -> Result<ImageScan, SparseError> {
@@ -364,9 +406,18 @@ fn scan_raw<R: Read>(mut src: R, opts: &ScanOptions) -> Result<ImageScan, Sparse
             // The words are all equal exactly when the block equals itself shifted by 4.
             let uniform = data[4..] == data[..bs - 4];
             run = Some(match (run.take(), uniform) {
-                (Some(Run::Fill { value: v, start_block, blocks }), true) if v == value => {
-                    Run::Fill { value, start_block, blocks: blocks + 1 }
-                }
+                (
+                    Some(Run::Fill {
+                        value: v,
+                        start_block,
+                        blocks,
+                    }),
+                    true,
+                ) if v == value => Run::Fill {
+                    value,
+                    start_block,
+                    blocks: blocks + 1,
+                },
                 (Some(Run::Raw(mut r)), false) => {
                     r.add(data);
                     Run::Raw(r)
@@ -376,9 +427,16 @@ fn scan_raw<R: Read>(mut src: R, opts: &ScanOptions) -> Result<ImageScan, Sparse
                         end_run(p, &mut sink, &mut chunks)?;
                     }
                     if uniform {
-                        Run::Fill { value, start_block: block, blocks: 1 }
+                        Run::Fill {
+                            value,
+                            start_block: block,
+                            blocks: 1,
+                        }
                     } else {
-                        let (first, step) = sink.planner.as_ref().map_or((u64::MAX, u64::MAX), |p| p.raw_cuts());
+                        let (first, step) = sink
+                            .planner
+                            .as_ref()
+                            .map_or((u64::MAX, u64::MAX), |p| p.raw_cuts());
                         let mut r = RawRun {
                             start_block: block,
                             blocks: 0,
@@ -406,17 +464,30 @@ fn scan_raw<R: Read>(mut src: R, opts: &ScanOptions) -> Result<ImageScan, Sparse
         end_run(p, &mut sink, &mut chunks)?;
     }
     if len == 0 {
-        return Err(SparseError::Unrepresentable("the image is empty (0 bytes); there is nothing to flash".into()));
+        return Err(SparseError::Unrepresentable(
+            "the image is empty (0 bytes); there is nothing to flash".into(),
+        ));
     }
     let total_blks = u32::try_from(block).map_err(|_| {
         SparseError::Unrepresentable(format!(
             "the image has {block} blocks of 4096 bytes, more than a sparse image can describe (2^32-1)"
         ))
     })?;
-    let layout = SparseLayout { format: ImageFormat::Raw, blk_sz: RAW_BLOCK_SIZE, total_blks, source_len: len, chunks };
+    let layout = SparseLayout {
+        format: ImageFormat::Raw,
+        blk_sz: RAW_BLOCK_SIZE,
+        total_blks,
+        source_len: len,
+        chunks,
+    };
     let file_crc = file.map(Hasher::finalize);
     let (data_crc, piece_crcs) = sink.finish(&layout, file_crc);
-    Ok(ImageScan { layout, file_crc: file_crc.filter(|_| opts.file_crc), data_crc: data_crc.filter(|_| opts.data_crc), piece_crcs })
+    Ok(ImageScan {
+        layout,
+        file_crc: file_crc.filter(|_| opts.file_crc),
+        data_crc: data_crc.filter(|_| opts.data_crc),
+        piece_crcs,
+    })
 }
 
 impl RawRun {
@@ -437,16 +508,29 @@ impl RawRun {
 
 fn end_run(run: Run, sink: &mut CrcSink, chunks: &mut Vec<Chunk>) -> Result<(), SparseError> {
     let bs = RAW_BLOCK_SIZE as u64;
-    let too_many = || SparseError::Unrepresentable("the image has more than 2^32-1 blocks of 4096 bytes".into());
+    let too_many = || {
+        SparseError::Unrepresentable("the image has more than 2^32-1 blocks of 4096 bytes".into())
+    };
     match run {
-        Run::Fill { value, start_block, blocks } => {
+        Run::Fill {
+            value,
+            start_block,
+            blocks,
+        } => {
             chunks.push(Chunk {
                 kind: ChunkKind::Fill(value),
                 start_block: u32::try_from(start_block).map_err(|_| too_many())?,
                 blocks: u32::try_from(blocks).map_err(|_| too_many())?,
                 data_offset: start_block * bs,
             });
-            sink.fill(Backed { data: PieceData::Fill(value), start_block, blocks }, RAW_BLOCK_SIZE);
+            sink.fill(
+                Backed {
+                    data: PieceData::Fill(value),
+                    start_block,
+                    blocks,
+                },
+                RAW_BLOCK_SIZE,
+            );
         }
         Run::Raw(mut r) => {
             chunks.push(Chunk {
@@ -457,7 +541,9 @@ fn end_run(run: Run, sink: &mut CrcSink, chunks: &mut Vec<Chunk>) -> Result<(), 
             });
             r.segments.push((r.blocks, r.segment));
             let backed = Backed {
-                data: PieceData::Raw { source_offset: r.start_block * bs },
+                data: PieceData::Raw {
+                    source_offset: r.start_block * bs,
+                },
                 start_block: r.start_block,
                 blocks: r.blocks,
             };
@@ -503,7 +589,14 @@ mod tests {
 
     #[test]
     fn fill_hasher_equals_hashing_the_bytes() {
-        for (v, len) in [(0u32, 4096u64), (0xdeadbeef, 512), (7, 4096 * 13 + 1024), (9, 4), (1, 0), (3, 4096 * 1024 + 8)] {
+        for (v, len) in [
+            (0u32, 4096u64),
+            (0xdeadbeef, 512),
+            (7, 4096 * 13 + 1024),
+            (9, 4),
+            (1, 0),
+            (3, 4096 * 1024 + 8),
+        ] {
             let mut h = Hasher::new();
             h.update(&pattern(len as usize, v));
             assert_eq!(fill_hasher(v, len).finalize(), h.finalize(), "{v:#x} {len}");
@@ -521,8 +614,11 @@ mod tests {
         img.extend(&almost);
         img.extend(b"tail");
         let layout = SparseLayout::read(&img[..]).unwrap();
-        let shape: Vec<(ChunkKind, u32, u32, u64)> =
-            layout.chunks.iter().map(|c| (c.kind, c.start_block, c.blocks, c.data_offset)).collect();
+        let shape: Vec<(ChunkKind, u32, u32, u64)> = layout
+            .chunks
+            .iter()
+            .map(|c| (c.kind, c.start_block, c.blocks, c.data_offset))
+            .collect();
         assert_eq!(
             shape,
             [
@@ -548,16 +644,29 @@ mod tests {
 
     #[test]
     fn empty_raw_image_is_refused() {
-        assert!(matches!(SparseLayout::read(&[][..]), Err(SparseError::Unrepresentable(_))));
+        assert!(matches!(
+            SparseLayout::read(&[][..]),
+            Err(SparseError::Unrepresentable(_))
+        ));
     }
 
     #[test]
     fn crcs_of_a_sparse_image() {
         let a = noise(2048, 1);
         let b = noise(1024, 2);
-        let parts = [Part::Raw(a.clone()), Part::Fill(0x01020304, 2), Part::Skip(5), Part::Crc(0), Part::Raw(b.clone())];
+        let parts = [
+            Part::Raw(a.clone()),
+            Part::Fill(0x01020304, 2),
+            Part::Skip(5),
+            Part::Crc(0),
+            Part::Raw(b.clone()),
+        ];
         let bytes = build(512, &parts);
-        let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(1 << 20) };
+        let opts = ScanOptions {
+            file_crc: true,
+            data_crc: true,
+            piece_crcs_for: Some(1 << 20),
+        };
         let s = scan(&bytes[..], &opts).unwrap();
         let mut h = Hasher::new();
         h.update(&a);
@@ -567,9 +676,16 @@ mod tests {
         assert_eq!(s.data_crc, Some(data));
         assert_eq!(s.file_crc, Some(crc32fast::hash(&bytes)));
         // Smaller than the limit: sent unchanged, one piece whose CRC is the data CRC.
-        assert_eq!(s.piece_crcs, Some(PieceCrcs { max_download_size: 1 << 20, crcs: vec![data] }));
+        assert_eq!(
+            s.piece_crcs,
+            Some(PieceCrcs {
+                max_download_size: 1 << 20,
+                crcs: vec![data]
+            })
+        );
         // The seekable scan gives the same layout while skipping the data.
-        let seekable = scan_seekable(std::io::Cursor::new(&bytes), &ScanOptions::default()).unwrap();
+        let seekable =
+            scan_seekable(std::io::Cursor::new(&bytes), &ScanOptions::default()).unwrap();
         assert_eq!(seekable.layout, s.layout);
         assert_eq!(seekable.data_crc, None);
     }
@@ -579,7 +695,11 @@ mod tests {
         let mut img = noise(4096 * 20, 3);
         img.extend(pattern(4096 * 30, 0));
         img.extend(noise(5000, 4));
-        let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(40 * 1024) };
+        let opts = ScanOptions {
+            file_crc: true,
+            data_crc: true,
+            piece_crcs_for: Some(40 * 1024),
+        };
         let s = scan(&img[..], &opts).unwrap();
         let mut padded = img.clone();
         padded.resize(4096 * 52, 0);
@@ -601,7 +721,14 @@ mod tests {
         }
         assert_eq!(whole.finalize(), crc32fast::hash(&padded));
         // Not larger than the limit: one piece, the raw file itself.
-        let s = scan(&img[..], &ScanOptions { piece_crcs_for: Some(1 << 20), ..Default::default() }).unwrap();
+        let s = scan(
+            &img[..],
+            &ScanOptions {
+                piece_crcs_for: Some(1 << 20),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(s.piece_crcs.unwrap().crcs, [crc32fast::hash(&img)]);
         assert_eq!(s.file_crc, None);
     }

@@ -25,7 +25,11 @@ pub(crate) struct ForwardSource<R> {
 
 impl<R: Read> ForwardSource<R> {
     pub(crate) fn new(inner: R) -> Self {
-        ForwardSource { inner, pos: 0, scratch: Vec::new() }
+        ForwardSource {
+            inner,
+            pos: 0,
+            scratch: Vec::new(),
+        }
     }
 }
 
@@ -83,7 +87,11 @@ impl<R: Read + Seek> SeekSource<R> {
         let start = inner.stream_position()?;
         let end = inner.seek(SeekFrom::End(0))?;
         inner.seek(SeekFrom::Start(start))?;
-        Ok(SeekSource { inner, pos: 0, len: end.saturating_sub(start) })
+        Ok(SeekSource {
+            inner,
+            pos: 0,
+            len: end.saturating_sub(start),
+        })
     }
 }
 

@@ -132,7 +132,10 @@ pub enum DownloadPlan {
     Unchanged { len: u64 },
     /// Send each piece with its own `download:` and `flash:`. `limit` is the resparse size
     /// used (`min(max-download-size, 1 GiB)`).
-    Pieces { limit: u64, pieces: Vec<SparsePiece> },
+    Pieces {
+        limit: u64,
+        pieces: Vec<SparsePiece>,
+    },
 }
 
 impl DownloadPlan {
@@ -157,10 +160,18 @@ pub fn resparse_limit(file_len: u64, max_download_size: Option<u64>) -> Option<u
 
 /// What fastboot does with this image for this `max-download-size` (`None` or 0: the device
 /// reported none): send it unchanged, or resparse it into pieces.
-pub fn plan_download(layout: &SparseLayout, max_download_size: Option<u64>) -> Result<DownloadPlan, SparseError> {
+pub fn plan_download(
+    layout: &SparseLayout,
+    max_download_size: Option<u64>,
+) -> Result<DownloadPlan, SparseError> {
     match resparse_limit(layout.source_len, max_download_size) {
-        None => Ok(DownloadPlan::Unchanged { len: layout.source_len }),
-        Some(limit) => Ok(DownloadPlan::Pieces { limit, pieces: split(layout, limit)? }),
+        None => Ok(DownloadPlan::Unchanged {
+            len: layout.source_len,
+        }),
+        Some(limit) => Ok(DownloadPlan::Pieces {
+            limit,
+            pieces: split(layout, limit)?,
+        }),
     }
 }
 
@@ -178,17 +189,26 @@ pub fn split(layout: &SparseLayout, max_len: u64) -> Result<Vec<SparsePiece>, Sp
 /// The whole image as one sparse file with no size limit: what `img2simg` writes for a raw
 /// image, or a normalised copy of a sparse one. Fails when a RAW run is too long for one chunk.
 pub fn single_piece(layout: &SparseLayout) -> Result<SparsePiece, SparseError> {
-    let chunks: Vec<PieceChunk> =
-        backed_blocks(layout).iter().map(|b| b.part(0, b.blocks, layout.blk_sz)).collect();
+    let chunks: Vec<PieceChunk> = backed_blocks(layout)
+        .iter()
+        .map(|b| b.part(0, b.blocks, layout.blk_sz))
+        .collect();
     for c in &chunks {
-        if matches!(c.data, PieceData::Raw { .. }) && 12 + c.blocks as u64 * layout.blk_sz as u64 > u32::MAX as u64 {
+        if matches!(c.data, PieceData::Raw { .. })
+            && 12 + c.blocks as u64 * layout.blk_sz as u64 > u32::MAX as u64
+        {
             return Err(SparseError::Unrepresentable(format!(
                 "the RAW run at block {} is {} blocks long, too long for one sparse chunk; split the image instead",
                 c.start_block, c.blocks
             )));
         }
     }
-    Ok(SparsePiece { index: 0, blk_sz: layout.blk_sz, total_blks: layout.total_blks, chunks })
+    Ok(SparsePiece {
+        index: 0,
+        blk_sz: layout.blk_sz,
+        total_blks: layout.total_blks,
+        chunks,
+    })
 }
 
 /// A libsparse backed block: a RAW or FILL run.
@@ -207,13 +227,17 @@ impl Backed {
     /// The part `[from, from + blocks)` (blocks relative to this run) as a piece chunk.
     pub(crate) fn part(&self, from: u64, blocks: u64, blk_sz: u32) -> PieceChunk {
         let data = match self.data {
-            PieceData::Raw { source_offset } => {
-                PieceData::Raw { source_offset: source_offset + from * blk_sz as u64 }
-            }
+            PieceData::Raw { source_offset } => PieceData::Raw {
+                source_offset: source_offset + from * blk_sz as u64,
+            },
             fill => fill,
         };
         // Block numbers stay below total_blks, a u32.
-        PieceChunk { data, start_block: (self.start_block + from) as u32, blocks: blocks as u32 }
+        PieceChunk {
+            data,
+            start_block: (self.start_block + from) as u32,
+            blocks: blocks as u32,
+        }
     }
 
     /// libsparse's `merge_bb` for blocks read in order: a FILL run absorbs an adjacent FILL run
@@ -236,11 +260,17 @@ pub(crate) fn backed_blocks(layout: &SparseLayout) -> Vec<Backed> {
     let mut out: Vec<Backed> = Vec::with_capacity(layout.chunks.len());
     for c in &layout.chunks {
         let data = match c.kind {
-            ChunkKind::Raw => PieceData::Raw { source_offset: c.data_offset },
+            ChunkKind::Raw => PieceData::Raw {
+                source_offset: c.data_offset,
+            },
             ChunkKind::Fill(v) => PieceData::Fill(v),
             ChunkKind::DontCare | ChunkKind::Crc32(_) => continue,
         };
-        let b = Backed { data, start_block: c.start_block as u64, blocks: c.blocks as u64 };
+        let b = Backed {
+            data,
+            start_block: c.start_block as u64,
+            blocks: c.blocks as u64,
+        };
         if let Some(last) = out.last_mut() {
             if last.absorb(&b) {
                 continue;
@@ -279,7 +309,11 @@ impl Planner {
         // Below this, libsparse can emit empty chunks or loop forever; real limits are MiBs.
         let min = 8 * blk_sz as u64 + PIECE_OVERHEAD + 12;
         if max_len < min {
-            return Err(SparseError::LimitTooSmall { max_len, min, blk_sz });
+            return Err(SparseError::LimitTooSmall {
+                max_len,
+                min,
+                blk_sz,
+            });
         }
         Ok(Planner {
             blk_sz,
@@ -327,7 +361,11 @@ impl Planner {
             if self.file_len + count <= self.budget {
                 self.file_len += count;
                 self.current.push(b.part(from, rest, self.blk_sz));
-                placed.push(Placement { piece: self.current_piece(), from, blocks: rest });
+                placed.push(Placement {
+                    piece: self.current_piece(),
+                    from,
+                    blocks: rest,
+                });
                 return placed;
             }
             self.file_len += 12;
@@ -336,10 +374,18 @@ impl Planner {
                 // libsparse hands `remaining` over as an unsigned int and rounds it down to
                 // whole blocks; a block that fits under it moves whole (and still ends the
                 // piece). `new` guarantees at least one block fits.
-                let cut = if remaining < 0 { u64::MAX } else { remaining as u64 / bs };
+                let cut = if remaining < 0 {
+                    u64::MAX
+                } else {
+                    remaining as u64 / bs
+                };
                 let take = rest.min(cut).max(1);
                 self.current.push(b.part(from, take, self.blk_sz));
-                placed.push(Placement { piece: self.current_piece(), from, blocks: take });
+                placed.push(Placement {
+                    piece: self.current_piece(),
+                    from,
+                    blocks: take,
+                });
                 self.close();
                 from += take;
                 if from == b.blocks {
@@ -388,11 +434,22 @@ mod tests {
         let mut block = 0u32;
         let mut offset = 0u64;
         for &(kind, blocks) in chunks {
-            out.push(Chunk { kind, start_block: block, blocks, data_offset: offset });
+            out.push(Chunk {
+                kind,
+                start_block: block,
+                blocks,
+                data_offset: offset,
+            });
             block += blocks;
             offset += blocks as u64 * blk_sz as u64;
         }
-        SparseLayout { format: ImageFormat::Raw, blk_sz, total_blks: block, source_len: offset, chunks: out }
+        SparseLayout {
+            format: ImageFormat::Raw,
+            blk_sz,
+            total_blks: block,
+            source_len: offset,
+            chunks: out,
+        }
     }
 
     fn describe(p: &SparsePiece) -> String {
@@ -418,9 +475,18 @@ mod tests {
     /// limit 0x1000000, as observed with Debian's fastboot 29.0.6.
     #[test]
     fn observed_split_of_50_mib_raw_image() {
-        let l = layout(4096, &[(ChunkKind::Raw, 5120), (ChunkKind::Fill(0), 2560), (ChunkKind::Raw, 5120)]);
+        let l = layout(
+            4096,
+            &[
+                (ChunkKind::Raw, 5120),
+                (ChunkKind::Fill(0), 2560),
+                (ChunkKind::Raw, 5120),
+            ],
+        );
         let plan = plan_download(&l, Some(0x100_0000)).unwrap();
-        let DownloadPlan::Pieces { limit, pieces } = plan else { panic!("must split") };
+        let DownloadPlan::Pieces { limit, pieces } = plan else {
+            panic!("must split")
+        };
         assert_eq!(limit, 0x100_0000);
         let sizes: Vec<u64> = pieces.iter().map(|p| p.encoded_len()).collect();
         assert_eq!(sizes, [0x00ff_f034, 0x00ff_f05c, 0x0080_2034]);
@@ -433,10 +499,23 @@ mod tests {
                 "DONT_CARE 10750, RAW 2050",
             ]
         );
-        assert_eq!(pieces.iter().map(|p| p.total_chunks()).collect::<Vec<_>>(), [2, 5, 2]);
+        assert_eq!(
+            pieces.iter().map(|p| p.total_chunks()).collect::<Vec<_>>(),
+            [2, 5, 2]
+        );
         // RAW data is taken from the right place of the source.
-        assert_eq!(pieces[1].chunks[0].data, PieceData::Raw { source_offset: 4095 * 4096 });
-        assert_eq!(pieces[1].chunks[2].data, PieceData::Raw { source_offset: 7680 * 4096 });
+        assert_eq!(
+            pieces[1].chunks[0].data,
+            PieceData::Raw {
+                source_offset: 4095 * 4096
+            }
+        );
+        assert_eq!(
+            pieces[1].chunks[2].data,
+            PieceData::Raw {
+                source_offset: 7680 * 4096
+            }
+        );
     }
 
     /// fastboot-protocol.md §8/§9.2: the 64 MiB image made by img2simg (6 chunks, 12 MiB
@@ -457,15 +536,27 @@ mod tests {
         let pieces = split(&l, 0x40_0000).unwrap();
         let sizes: Vec<u64> = pieces.iter().map(|p| p.encoded_len()).collect();
         assert_eq!(sizes, [4190260, 4190272, 4190332, 12356]);
-        assert_eq!(describe(&pieces[3]), "DONT_CARE 11261, RAW 3, FILL(0x0) 5120");
+        assert_eq!(
+            describe(&pieces[3]),
+            "DONT_CARE 11261, RAW 3, FILL(0x0) 5120"
+        );
     }
 
     #[test]
     fn small_files_are_sent_unchanged() {
         let l = layout(4096, &[(ChunkKind::Raw, 256)]);
-        assert_eq!(plan_download(&l, Some(MIB)).unwrap(), DownloadPlan::Unchanged { len: MIB });
-        assert_eq!(plan_download(&l, None).unwrap(), DownloadPlan::Unchanged { len: MIB });
-        assert_eq!(plan_download(&l, Some(0)).unwrap(), DownloadPlan::Unchanged { len: MIB });
+        assert_eq!(
+            plan_download(&l, Some(MIB)).unwrap(),
+            DownloadPlan::Unchanged { len: MIB }
+        );
+        assert_eq!(
+            plan_download(&l, None).unwrap(),
+            DownloadPlan::Unchanged { len: MIB }
+        );
+        assert_eq!(
+            plan_download(&l, Some(0)).unwrap(),
+            DownloadPlan::Unchanged { len: MIB }
+        );
         assert_eq!(resparse_limit(3 << 30, Some(2 << 30)), Some(RESPARSE_LIMIT));
     }
 
@@ -482,7 +573,11 @@ mod tests {
         assert!(used + 24 + d_blocks * 4096 > budget);
         let l = layout(
             4096,
-            &[(ChunkKind::Raw, 10), (ChunkKind::DontCare, 1), (ChunkKind::Raw, d_blocks as u32)],
+            &[
+                (ChunkKind::Raw, 10),
+                (ChunkKind::DontCare, 1),
+                (ChunkKind::Raw, d_blocks as u32),
+            ],
         );
         let pieces = split(&l, max).unwrap();
         assert_eq!(pieces.len(), 2);
@@ -508,15 +603,30 @@ mod tests {
             ],
         );
         let b = backed_blocks(&l);
-        let shape: Vec<(PieceData, u64, u64)> = b.iter().map(|b| (b.data, b.start_block, b.blocks)).collect();
+        let shape: Vec<(PieceData, u64, u64)> = b
+            .iter()
+            .map(|b| (b.data, b.start_block, b.blocks))
+            .collect();
         assert_eq!(
             shape,
             [
                 (PieceData::Fill(7), 0, 5),
                 (PieceData::Fill(8), 5, 1),
                 (PieceData::Fill(8), 7, 1),
-                (PieceData::Raw { source_offset: 8 * 4096 }, 8, 1),
-                (PieceData::Raw { source_offset: 9 * 4096 }, 9, 1),
+                (
+                    PieceData::Raw {
+                        source_offset: 8 * 4096
+                    },
+                    8,
+                    1
+                ),
+                (
+                    PieceData::Raw {
+                        source_offset: 9 * 4096
+                    },
+                    9,
+                    1
+                ),
             ]
         );
         let whole = single_piece(&l).unwrap();
@@ -526,8 +636,14 @@ mod tests {
     #[test]
     fn limits_out_of_range_are_refused() {
         let l = layout(4096, &[(ChunkKind::Raw, 100)]);
-        assert!(matches!(split(&l, 1 << 32), Err(SparseError::LimitTooLarge { .. })));
-        assert!(matches!(split(&l, 8 * 4096), Err(SparseError::LimitTooSmall { .. })));
+        assert!(matches!(
+            split(&l, 1 << 32),
+            Err(SparseError::LimitTooLarge { .. })
+        ));
+        assert!(matches!(
+            split(&l, 8 * 4096),
+            Err(SparseError::LimitTooSmall { .. })
+        ));
         let min = 8 * 4096 + PIECE_OVERHEAD + 12;
         let pieces = split(&l, min).unwrap();
         assert!(pieces.iter().all(|p| p.encoded_len() <= min));
@@ -555,7 +671,10 @@ mod tests {
                 for p in planner.push(*blocks.last().unwrap()) {
                     for edge in [p.from, p.from + p.blocks] {
                         let on_cut = edge >= first && (edge - first) % step == 0;
-                        assert!(edge == 0 || edge == len as u64 || on_cut, "prefix {prefix} len {len}: {edge}");
+                        assert!(
+                            edge == 0 || edge == len as u64 || on_cut,
+                            "prefix {prefix} len {len}: {edge}"
+                        );
                     }
                 }
             }

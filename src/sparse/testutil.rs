@@ -20,7 +20,9 @@ pub(crate) fn blocks_of(blk_sz: u32, p: &Part) -> u32 {
 /// A sparse file with these chunks and `total_blks` = their sum.
 pub(crate) fn build(blk_sz: u32, parts: &[Part]) -> Vec<u8> {
     let total: u32 = parts.iter().map(|p| blocks_of(blk_sz, p)).sum();
-    let mut out = SparseHeader::new(blk_sz, total, parts.len() as u32).encode().to_vec();
+    let mut out = SparseHeader::new(blk_sz, total, parts.len() as u32)
+        .encode()
+        .to_vec();
     for p in parts {
         let blocks = blocks_of(blk_sz, p);
         let (ty, body): (u16, Vec<u8>) = match p {
@@ -29,7 +31,12 @@ pub(crate) fn build(blk_sz: u32, parts: &[Part]) -> Vec<u8> {
             Part::Skip(_) => (CHUNK_TYPE_DONT_CARE, vec![]),
             Part::Crc(v) => (CHUNK_TYPE_CRC32, v.to_le_bytes().to_vec()),
         };
-        let h = ChunkHeader { chunk_type: ty, reserved1: 0, chunk_sz: blocks, total_sz: 12 + body.len() as u32 };
+        let h = ChunkHeader {
+            chunk_type: ty,
+            reserved1: 0,
+            chunk_sz: blocks,
+            total_sz: 12 + body.len() as u32,
+        };
         out.extend_from_slice(&h.encode());
         out.extend_from_slice(&body);
     }
@@ -47,7 +54,9 @@ pub(crate) fn expand(blk_sz: u32, parts: &[Part], skip_byte: u8) -> Vec<u8> {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
             }
-            Part::Skip(n) => out.extend(std::iter::repeat(skip_byte).take(*n as usize * blk_sz as usize)),
+            Part::Skip(n) => {
+                out.extend(std::iter::repeat(skip_byte).take(*n as usize * blk_sz as usize))
+            }
             Part::Crc(_) => {}
         }
     }
