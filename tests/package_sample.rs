@@ -12,7 +12,8 @@ use mi_flash::rom::package::{Package, PackageFiles, SourceKind};
 use mi_flash::rom::sample::{
     write_sample_folder, write_sample_package, SampleOptions, SamplePackage,
 };
-use mi_flash::rom::verify::{verify, CheckStatus, SparseScanner, VerifyOptions, VerifyReport};
+use mi_flash::rom::verify::{verify, CheckStatus, VerifyOptions, VerifyReport};
+use mi_flash::sparse::{scan, ScanOptions};
 
 fn sample(dir: &Path) -> SamplePackage {
     write_sample_package(dir, &SampleOptions::default()).expect("sample package")
@@ -419,14 +420,12 @@ fn sparse_pieces_match_aosp_simg2simg() {
                 let Ok(piece) = fs::read(&p) else { break };
                 fs::remove_file(&p).unwrap();
                 assert!(piece.len() as u64 <= max, "{image} piece {i} too large");
-                let mut scan = SparseScanner::new(piece.len() as u64, &[]);
-                scan.update(&piece);
-                aosp.push(scan.finish().unwrap().data_crc);
+                let opts = ScanOptions { data_crc: true, ..Default::default() };
+                aosp.push(scan(&piece[..], &opts).unwrap().data_crc.unwrap());
             }
             // simg2simg always resparses; fastboot sends files within the limit unchanged.
-            let mut scan = SparseScanner::new(u64::MAX, &[max]);
-            scan.update(&data);
-            let ours = scan.finish().unwrap().splits[0].pieces.clone().unwrap();
+            let opts = ScanOptions { piece_crcs_for: Some(max), ..Default::default() };
+            let ours = scan(&data[..], &opts).unwrap().piece_crcs.unwrap().crcs;
             assert_eq!(ours, aosp, "{image} at max {max}");
         }
     }

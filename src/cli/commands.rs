@@ -40,7 +40,32 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
             Ok(())
         }
         Cmd::Info { json } => info(ctx, json),
-        Cmd::Flash { partition, file, max_download_size } => flash_one(ctx, &partition, &file, max_download_size),
+        Cmd::Flash { partition, file, rom, mode, manifest, max_download_size, opts } => match (rom, partition, file) {
+            (Some(rom), _, _) => {
+                let args = super::rom::RomArgs { rom, mode, manifest, max_download_size };
+                super::rom::flash_rom(ctx, &args, &opts)
+            }
+            (None, Some(partition), Some(file)) => flash_one(ctx, &partition, &file, max_download_size),
+            _ => Err(CliError::new("flash needs PARTITION FILE, or --rom PATH").code(2)),
+        },
+        Cmd::Verify { rom, json } => super::rom::verify_cmd(&rom, json),
+        Cmd::Plan { rom, json } => super::rom::plan_cmd(&rom, json),
+        Cmd::Wipe { yes } => super::rom::wipe(ctx, yes),
+        Cmd::Manifest(super::ManifestCmd::Add { package, manifest }) => super::rom::manifest_add(&manifest, &package),
+        Cmd::SampleRom { out, folder, max_download_size, super_mib, incompressible } => {
+            super::rom::sample_rom(&out, folder, max_download_size, super_mib, incompressible)
+        }
+        Cmd::Completions { shell } => {
+            let mut cmd = <super::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "mi-flash", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man => {
+            let cmd = <super::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| CliError::new(format!("cannot write the manual page: {e}")))
+        }
         Cmd::Erase { partition } => {
             let mut c = connect(ctx)?;
             let started = std::time::Instant::now();
@@ -97,7 +122,10 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
 }
 
 fn connect(ctx: &Context) -> Result<FastbootClient, CliError> {
-    let t = target::choose(ctx.target.as_ref())?;
+    if ctx.targets.len() > 1 {
+        return Err(CliError::new("this command works on one phone; -s was given several times").code(2));
+    }
+    let t = target::choose(ctx.targets.first())?;
     target::connect(&t, &ctx.connect)
 }
 
@@ -135,7 +163,7 @@ fn probe(client: &mut FastbootClient, serial: String, transport: &str) -> Device
 fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
     let mut rows = Vec::new();
     let mut usb_problem: Option<String> = None;
-    match &ctx.target {
+    match ctx.targets.first() {
         Some(t) => {
             let mut c = target::connect(t, &ctx.connect)?;
             let transport = match t {

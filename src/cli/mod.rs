@@ -3,6 +3,7 @@
 
 mod commands;
 mod progress;
+mod rom;
 mod target;
 mod usb;
 
@@ -52,10 +53,10 @@ impl CliError {
                   partition by partition. `-s sim:moonstone` talks to a built-in simulated phone."
 )]
 pub struct Cli {
-    /// The phone to use: SERIAL, usb:SERIAL, tcp:HOST[:PORT], udp:HOST[:PORT] or sim:PROFILE (a built-in
-    /// profile name or a profile .toml file).
+    /// The phone to use: SERIAL, usb:SERIAL, tcp:HOST[:PORT], udp:HOST[:PORT] or sim:PROFILE (a
+    /// built-in profile name or a profile .toml file). `flash --rom` takes it several times.
     #[arg(short = 's', long = "serial", global = true, env = "ANDROID_SERIAL", value_name = "DEVICE")]
-    pub serial: Option<Target>,
+    pub serial: Vec<Target>,
 
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG works too.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -100,14 +101,78 @@ pub enum Cmd {
         json: bool,
     },
     /// Write one image to one partition (raw or Android sparse; large images are split).
+    ///
+    /// With --rom, flash a whole Xiaomi fastboot ROM (the .tgz as downloaded, a .zip or the
+    /// extracted folder): verified first, checked against the phone, then flashed step by step.
+    #[command(override_usage = "mi-flash flash PARTITION FILE\n       mi-flash flash --rom PATH [--mode clean|keep-data|lock] [--yes] [--dry-run] [--resume] [--all] [--json]")]
     Flash {
-        partition: String,
-        file: PathBuf,
-        /// Split images larger than this many bytes (like AOSP's -S), instead of the phone's
-        /// own max-download-size. Accepts 0x-prefixed hex.
-        #[arg(long, value_name = "BYTES", value_parser = parse_byte_count)]
+        #[arg(required_unless_present = "rom", conflicts_with = "rom")]
+        partition: Option<String>,
+        #[arg(required_unless_present = "rom", conflicts_with = "rom")]
+        file: Option<PathBuf>,
+        /// The fastboot ROM: the .tgz as downloaded, a .zip, or the extracted folder.
+        #[arg(long, value_name = "PATH")]
+        rom: Option<PathBuf>,
+        /// With --rom: clean (flash_all), keep-data (flash_all_except_storage), lock (flash_all_lock).
+        #[arg(long, value_enum, default_value = "clean", requires = "rom")]
+        mode: rom::ModeArg,
+        /// With --rom: also check against this manifest of known packages.
+        #[arg(long, value_name = "FILE", requires = "rom")]
+        manifest: Option<PathBuf>,
+        /// Split images larger than this (like AOSP's -S) instead of the phone's own
+        /// max-download-size. Decimal, 0x hex, or with K/M/G.
+        #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
         max_download_size: Option<u64>,
+        #[command(flatten)]
+        opts: rom::FlashRomArgs,
     },
+    /// Verify a fastboot ROM package offline: file name MD5 fragment, md5sum.xml, CRC lists,
+    /// manifest, and that the flash script's images are there. Exit 0 only if all is well.
+    Verify {
+        #[command(flatten)]
+        rom: rom::RomArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the plan mi-flash builds from a package's flash script (without running it).
+    Plan {
+        #[command(flatten)]
+        rom: rom::RomArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase userdata and metadata: a factory reset from fastboot (needs an unlocked bootloader).
+    Wipe {
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Manage the list of known packages (roms-manifest.toml).
+    #[command(subcommand)]
+    Manifest(ManifestCmd),
+    /// Write a small generated Xiaomi-style fastboot ROM (for trying mi-flash and for tests).
+    SampleRom {
+        /// Folder to write into.
+        out: PathBuf,
+        /// Write the extracted folder instead of the .tgz.
+        #[arg(long)]
+        folder: bool,
+        /// Piece size the sample's sparsecrclist.txt is made for (default 768 MiB).
+        #[arg(long, value_parser = parse_size_arg, value_name = "BYTES")]
+        max_download_size: Option<u64>,
+        /// MiB of data in super.img (default 18).
+        #[arg(long, value_name = "MIB")]
+        super_mib: Option<u64>,
+        /// Random, incompressible data (for benchmarks).
+        #[arg(long)]
+        incompressible: bool,
+    },
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
     /// Erase a partition.
     Erase { partition: String },
     /// Reboot the phone: to Android, or to bootloader, fastboot (fastbootd), recovery or edl.
@@ -151,6 +216,17 @@ pub fn parse_size_arg(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is not a size (bytes, 0x hex, or with K/M/G)"))
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ManifestCmd {
+    /// Verify a package and append its entry (name, size, SHA-256, MD5, anti).
+    Add {
+        package: PathBuf,
+        /// The manifest file to append to.
+        #[arg(long, default_value = "roms-manifest.toml")]
+        manifest: PathBuf,
+    },
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RebootArg {
     System,
@@ -160,15 +236,10 @@ pub enum RebootArg {
     Edl,
 }
 
-fn parse_byte_count(s: &str) -> Result<u64, String> {
-    crate::fastboot::codec::parse_size(s)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("`{s}` is not a byte count (decimal, or hex with 0x)"))
-}
-
 /// Settings every device command shares.
 pub struct Context {
-    pub target: Option<Target>,
+    /// Phones named with `-s` (or `ANDROID_SERIAL`), in order.
+    pub targets: Vec<Target>,
     pub connect: target::ConnectOptions,
 }
 
@@ -176,7 +247,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let ctx = Context {
-        target: cli.serial.clone(),
+        targets: cli.serial.clone(),
         connect: target::ConnectOptions {
             response_timeout: Duration::from_secs(cli.timeout.max(1)),
             write_timeout: Duration::from_secs(cli.write_timeout.max(1)),

@@ -113,6 +113,27 @@ pub fn connect(target: &Target, opts: &ConnectOptions) -> Result<FastbootClient,
     Ok(FastbootClient::new(link).with_timeouts(opts.response_timeout, opts.write_timeout))
 }
 
+/// Opens connections to one phone, again and again (after a reboot into fastboot, or to
+/// retry). An embedded simulated phone stays the same phone across connections.
+pub type Connector = Box<dyn FnMut() -> Result<FastbootClient, CliError> + Send>;
+
+pub fn connector(target: &Target, opts: &ConnectOptions) -> Result<Connector, CliError> {
+    let opts = opts.clone();
+    match target {
+        Target::Sim { profile } => {
+            let (handle, store) = embedded_sim(profile, &opts)?;
+            log::info!("simulated phone {profile}: store {}", store.display());
+            Ok(Box::new(move || {
+                Ok(FastbootClient::new(Box::new(handle.connect())).with_timeouts(opts.response_timeout, opts.write_timeout))
+            }))
+        }
+        other => {
+            let t = other.clone();
+            Ok(Box::new(move || connect(&t, &opts)))
+        }
+    }
+}
+
 /// The target a command should use: `-s`, else `ANDROID_SERIAL` (clap reads it into the
 /// same option), else the only USB fastboot device.
 pub fn choose(explicit: Option<&Target>) -> Result<Target, CliError> {

@@ -188,16 +188,7 @@ pub enum PackageError {
     NoSuchEntry { path: PathBuf, entry: String },
 }
 
-/// Read-only access to the package's files, as the script parser needs it.
-pub trait PackageFiles {
-    /// Whether `rel` (relative to the package root; `/` or `\` separators) is a file or folder.
-    fn exists(&self, rel: &str) -> bool;
-    /// Contents of a small text file (≤ [`SMALL_FILE_LIMIT`]) kept from the scan: scripts,
-    /// `misc.txt`, `md5sum.xml`, `images/*.txt` lists. `None` if absent or not kept.
-    fn read_small(&self, rel: &str) -> Option<Vec<u8>>;
-    /// Names of the `.sh` / `.bat` scripts at the package root, sorted.
-    fn script_names(&self) -> Vec<String>;
-}
+pub use super::plan::PackageFiles;
 
 /// Receives every regular file of an archive in stream order during [`Package::scan`].
 ///
@@ -510,13 +501,23 @@ impl PackageFiles for Package {
         self.small_file(rel).map(<[u8]>::to_vec)
     }
 
-    fn script_names(&self) -> Vec<String> {
+    fn folder_name(&self) -> Option<String> {
+        let top = self.root.rsplit('/').next().filter(|s| !s.is_empty());
+        match top {
+            Some(t) => Some(t.to_string()),
+            // A folder package opened at its root: the folder's own name.
+            None => self.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+impl Package {
+    /// Names of the `.sh` / `.bat` scripts at the package root, sorted.
+    pub fn script_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .entries
             .iter()
-            .filter(|e| {
-                e.kind == EntryKind::File && !e.path.contains('/') && is_script_name(&e.path)
-            })
+            .filter(|e| e.kind == EntryKind::File && !e.path.contains('/') && is_script_name(&e.path))
             .map(|e| e.path.clone())
             .collect();
         names.sort();

@@ -23,7 +23,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use super::package::hex;
-use super::verify::{py_hex, SparseScanner};
+use super::verify::py_hex;
 
 /// Block size of the sample's sparse images.
 const BLOCK: u64 = 4096;
@@ -42,8 +42,8 @@ pub struct SampleOptions {
     pub security_patch: String,
     /// PRNG seed: same seed, same bytes.
     pub seed: u64,
-    /// Bytes of RAW data in `super.img` (rounded to blocks). Default 18 MiB, so the sparse
-    /// file exceeds the 16 MiB max-download-size and splits.
+    /// Bytes of RAW data in `super.img` (rounded to blocks). Default 18 MiB; with a small
+    /// `max_download_size` the sparse file splits into pieces.
     pub super_data: u64,
     /// `false` (default): `super.img` data is highly compressible, keeping the `.tgz` at a few
     /// MiB. `true`: random data throughout, so gzip works as hard as on a real ROM
@@ -69,7 +69,7 @@ impl Default for SampleOptions {
             super_data: 18 << 20,
             incompressible: false,
             compression_level: 6,
-            max_download_size: 16 << 20,
+            max_download_size: crate::sparse::NEW_SPARSE_CRC_SPLIT,
         }
     }
 }
@@ -481,20 +481,16 @@ impl Sink for DirSink {
     }
 }
 
-/// Passes bytes through while computing their CRC-32 and sparse piece CRCs.
-struct Measure<'a, R> {
+/// Passes bytes through while computing their CRC-32.
+struct Measure<R> {
     inner: R,
     crc: crc32fast::Hasher,
-    sparse: Option<&'a mut SparseScanner>,
 }
 
-impl<R: Read> Read for Measure<'_, R> {
+impl<R: Read> Read for Measure<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.crc.update(&buf[..n]);
-        if let Some(s) = &mut self.sparse {
-            s.update(&buf[..n]);
-        }
         Ok(n)
     }
 }
@@ -593,42 +589,21 @@ fn emit(o: &SampleOptions, sink: &mut dyn Sink) -> io::Result<()> {
     let mut sparsecrclist = String::from("SPARSECRC-LIST\n");
     for spec in &specs {
         let len = spec.content.len();
-        let mut scanner = matches!(spec.content, Content::Sparse { .. })
-            .then(|| SparseScanner::new(len, &[o.max_download_size]));
-        let mut measure = Measure {
-            inner: spec.content.reader(),
-            crc: crc32fast::Hasher::new(),
-            sparse: scanner.as_mut(),
-        };
-        sink.file(
-            &format!("{top}/images/{}", spec.image),
-            len,
-            false,
-            &mut measure,
-        )?;
+        let is_sparse = matches!(spec.content, Content::Sparse { .. });
+        let mut measure = Measure { inner: spec.content.reader(), crc: crc32fast::Hasher::new() };
+        sink.file(&format!("{top}/images/{}", spec.image), len, false, &mut measure)?;
         let crc = measure.crc.finalize();
         let base = spec.partition.strip_suffix("_ab").unwrap_or(spec.partition);
-        match scanner {
-            None => {
-                if crc != 0 {
-                    crclist.push_str(&format!("{base} {}\n", py_hex(crc)));
-                }
-            }
-            Some(s) => {
-                let summary = s.finish().map_err(|e| {
-                    io::Error::other(format!("sample sparse image {}: {e}", spec.image))
-                })?;
-                let pieces = summary
-                    .splits
-                    .first()
-                    .map(|s| s.pieces.clone())
-                    .unwrap_or_else(|| Err("no split".into()));
-                let pieces = pieces.map_err(|e| {
-                    io::Error::other(format!("sample sparse image {}: {e}", spec.image))
-                })?;
-                let crcs: Vec<String> = pieces.iter().map(|&c| py_hex(c)).collect();
-                sparsecrclist.push_str(&format!("{base} {} {}\n", pieces.len(), crcs.join(" ")));
-            }
+        if is_sparse {
+            // The per-piece CRCs of the split a phone with this max-download-size receives.
+            let opts = crate::sparse::ScanOptions { file_crc: false, data_crc: true, piece_crcs_for: Some(o.max_download_size) };
+            let scan = crate::sparse::scan(spec.content.reader(), &opts)
+                .map_err(|e| io::Error::other(format!("sample sparse image {}: {e}", spec.image)))?;
+            let pieces = scan.piece_crcs.map(|p| p.crcs).unwrap_or_default();
+            let crcs: Vec<String> = pieces.iter().map(|&c| py_hex(c)).collect();
+            sparsecrclist.push_str(&format!("{base} {} {}\n", pieces.len(), crcs.join(" ")));
+        } else if crc != 0 {
+            crclist.push_str(&format!("{base} {}\n", py_hex(crc)));
         }
     }
     let small = [

@@ -17,8 +17,6 @@
 //! the file and what differed. Nothing here talks to a device or parses scripts beyond a
 //! partition→image lookup for the CRC lists.
 
-mod sparse_scan;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 use std::path::Path;
@@ -29,19 +27,17 @@ use serde::Serialize;
 
 use super::manifest::Manifest;
 use super::package::{
-    hex, ArchiveDigest, EntryKind, Package, PackageError, PackageFiles, PackageName, ScanOptions,
-    ScanVisitor, SourceKind,
+    hex, ArchiveDigest, EntryKind, Package, PackageError, PackageName, ScanOptions, ScanVisitor,
+    SourceKind,
+};
+use crate::sparse::{
+    self, CrcList, ImageScan, SparseCrcList, SparseCrcValues, SparseLayout, NEW_SPARSE_CRC_SPLIT,
+    OLD_SPARSE_CRC_SPLIT,
 };
 
-pub use sparse_scan::{is_sparse, SparseScanner, SparseSummary, SplitCrcs};
-
-/// Split sizes tried for `sparsecrclist.txt`: Xiaomi's HyperOS generator (768 MiB), the
-/// pre-2022 generator (512 MiB), and the simulator's / sample package's 16 MiB.
-pub const DEFAULT_SPLIT_SIZES: &[u64] = &[768 << 20, 512 << 20, 16 << 20];
 /// Split size of the old (single CRC + piece count) `sparsecrclist.txt` format.
-pub const OLD_FORMAT_SPLIT_SIZE: u64 = 512 << 20;
+pub const OLD_FORMAT_SPLIT_SIZE: u64 = OLD_SPARSE_CRC_SPLIT;
 
-const READ_CHUNK: usize = 1 << 20;
 
 /// Inputs besides the package itself.
 #[derive(Debug, Clone, Default)]
@@ -53,8 +49,10 @@ pub struct VerifyOptions {
     /// CRC-list entry (`_ab` suffixes are stripped). The package's own scripts and
     /// `flash_gen_crc_list.py` are used as well.
     pub partition_images: Vec<(String, String)>,
-    /// More max-download-size values to try for `sparsecrclist.txt` (e.g. the device's).
-    pub extra_split_sizes: Vec<u64>,
+    /// The max-download-size the per-piece CRCs of `sparsecrclist.txt` are computed for: the
+    /// phone's when it checks CRC lists (its pieces must match the list), otherwise `None`
+    /// for Xiaomi's generator size (768 MiB).
+    pub max_download_size: Option<u64>,
     /// Known packages; when this package is listed, its size, hashes and anti are compared.
     pub manifest: Option<Manifest>,
 }
@@ -161,16 +159,19 @@ pub struct FileInfo {
     pub sparse_error: Option<String>,
     #[serde(skip)]
     crc32_value: u32,
+    /// Layout and CRCs measured in the pass (images only).
     #[serde(skip)]
-    sparse_summary: Option<SparseSummary>,
+    scan: Option<ImageScan>,
 }
 
 impl FileInfo {
     pub fn crc32_value(&self) -> u32 {
         self.crc32_value
     }
-    pub fn sparse_summary(&self) -> Option<&SparseSummary> {
-        self.sparse_summary.as_ref()
+    /// The image's layout (sparse chunks, or the raw image's blocks), as the flasher needs it
+    /// to split the image without reading it twice.
+    pub fn layout(&self) -> Option<&SparseLayout> {
+        self.scan.as_ref().map(|s| &s.layout)
     }
 }
 
@@ -208,6 +209,14 @@ impl VerifyReport {
             .filter(|c| c.status == CheckStatus::Failed)
     }
 
+    /// Adds the checks that every image the flash plan uses is present, non-empty and (when
+    /// it claims to be) a valid sparse image; replaces the "no plan given" note.
+    pub fn add_plan_checks(&mut self, package: &Package, images: &[String]) {
+        self.checks.retain(|c| !(c.name == "plan-image" && c.status == CheckStatus::Skipped));
+        let plan_checks: Vec<Check> = check_images(package, &[], Some(images));
+        self.checks.extend(plan_checks);
+    }
+
     pub fn file(&self, rel: &str) -> Option<&FileInfo> {
         self.files.iter().find(|f| f.path == rel)
     }
@@ -220,27 +229,21 @@ pub struct Verified {
     pub report: VerifyReport,
 }
 
+impl Verified {
+    /// The layout of every image (path relative to the package root → layout).
+    pub fn layouts(&self) -> HashMap<String, SparseLayout> {
+        self.report.files.iter().filter_map(|f| Some((f.path.clone(), f.layout()?.clone()))).collect()
+    }
+}
+
 /// Opens and verifies a package in one pass. `Err` means the package could not even be read
 /// safely (damaged, hostile, not a package); check failures are in the report.
 pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageError> {
-    let mut split_sizes: Vec<u64> = DEFAULT_SPLIT_SIZES.to_vec();
-    for &s in &options.extra_split_sizes {
-        if !split_sizes.contains(&s) {
-            split_sizes.push(s);
-        }
-    }
-    let mut digester = Digester {
-        split_sizes: &split_sizes,
-        files: HashMap::new(),
-        buf: vec![0; READ_CHUNK],
-    };
+    let split_size = options.max_download_size.unwrap_or(NEW_SPARSE_CRC_SPLIT);
+    let mut digester = Digester { split_size, files: HashMap::new() };
     let package = Package::scan(path, ScanOptions { digest: true }, &mut digester)?;
     let mut files = Vec::new();
-    for entry in package
-        .entries()
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-    {
+    for entry in package.entries().iter().filter(|e| e.kind == EntryKind::File) {
         let full = if package.root().is_empty() {
             entry.path.clone()
         } else {
@@ -251,91 +254,108 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageE
             files.push(info);
         }
     }
-    let report = build_report(&package, files, options, &split_sizes);
+    let report = build_report(&package, files, options, split_size);
     Ok(Verified { package, report })
 }
 
 /// Computes the per-file measurements during the scan.
-struct Digester<'a> {
-    split_sizes: &'a [u64],
+struct Digester {
+    split_size: u64,
     files: HashMap<String, FileInfo>,
-    buf: Vec<u8>,
 }
 
-impl ScanVisitor for Digester<'_> {
-    fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> io::Result<()> {
-        let in_images = path.split('/').rev().skip(1).any(|c| c == "images");
-        let mut crc = crc32fast::Hasher::new();
-        let mut md5 = in_images.then(Md5::new);
-        let mut sparse: Option<SparseScanner> = None;
-        let mut first = true;
-        let mut total = 0u64;
+/// Passes a file's bytes on while hashing them (CRC-32 always, MD5 for images), and keeps
+/// the first I/O error so that a damaged archive is reported as such, not as a bad image.
+struct Tee<'a> {
+    inner: &'a mut dyn Read,
+    crc: crc32fast::Hasher,
+    md5: Option<Md5>,
+    total: u64,
+    error: Option<io::Error>,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            // The first read must see at least the 4 magic bytes to tell sparse from raw.
-            let n = if first {
-                read_at_least(data, &mut self.buf, 4)?
-            } else {
-                read_retry(data, &mut self.buf)?
-            };
-            if first {
-                first = false;
-                if is_sparse(&self.buf[..n]) {
-                    sparse = Some(SparseScanner::new(size, self.split_sizes));
+            match self.inner.read(buf) {
+                Ok(n) => {
+                    self.crc.update(&buf[..n]);
+                    if let Some(m) = &mut self.md5 {
+                        m.update(&buf[..n]);
+                    }
+                    self.total += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let copy = io::Error::new(e.kind(), e.to_string());
+                    self.error.get_or_insert(e);
+                    return Err(copy);
                 }
             }
-            if n == 0 {
-                break;
+        }
+    }
+}
+
+/// Files under `images/`: anything there may be flashed (the CRC lists themselves are
+/// flashed to pseudo-partitions), so each gets a layout.
+fn is_image(path: &str) -> bool {
+    path.split('/').rev().skip(1).any(|c| c == "images")
+}
+
+impl ScanVisitor for Digester {
+    fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
+        let in_images = path.split('/').rev().skip(1).any(|c| c == "images");
+        let mut tee = Tee { inner: data, crc: crc32fast::Hasher::new(), md5: in_images.then(Md5::new), total: 0, error: None };
+        let mut scan = None;
+        let mut sparse_error = None;
+        if is_image(path) {
+            // The sparse module tells sparse from raw by the first bytes and reads on from there.
+            let mut head = [0u8; 28];
+            let got = read_full(&mut tee, &mut head)?;
+            let is_sparse = sparse::is_sparse(&head[..got]);
+            let opts = sparse::ScanOptions {
+                file_crc: false,
+                data_crc: is_sparse,
+                piece_crcs_for: is_sparse.then_some(self.split_size),
+            };
+            let result = sparse::scan((&head[..got]).chain(&mut tee), &opts);
+            if let Some(e) = tee.error.take() {
+                return Err(e);
             }
-            let chunk = &self.buf[..n];
-            total += n as u64;
-            crc.update(chunk);
-            if let Some(m) = &mut md5 {
-                m.update(chunk);
-            }
-            if let Some(s) = &mut sparse {
-                s.update(chunk);
+            match result {
+                Ok(s) => scan = Some(s),
+                Err(e) if is_sparse => sparse_error = Some(e.to_string()),
+                // A raw image that cannot be laid out (empty) is reported by the image checks.
+                Err(_) => {}
             }
         }
-        let crc32_value = crc.finalize();
-        let (sparse_summary, sparse_error) = match sparse.map(SparseScanner::finish) {
-            Some(Ok(s)) => (Some(s), None),
-            Some(Err(e)) => (None, Some(e)),
-            None => (None, None),
+        io::copy(&mut tee, &mut io::sink())?;
+        let crc32_value = tee.crc.clone().finalize();
+        let info = FileInfo {
+            path: path.to_string(),
+            size: tee.total,
+            crc32: py_hex(crc32_value),
+            md5: tee.md5.take().map(|m| hex(&m.finalize())),
+            sparse: scan.as_ref().filter(|s| s.layout.is_sparse()).map(sparse_info),
+            sparse_error,
+            crc32_value,
+            scan,
         };
-        self.files.insert(
-            path.to_string(),
-            FileInfo {
-                path: path.to_string(),
-                size: total,
-                crc32: py_hex(crc32_value),
-                md5: md5.map(|m| hex(&m.finalize())),
-                sparse: sparse_summary.as_ref().map(sparse_info),
-                sparse_error,
-                crc32_value,
-                sparse_summary,
-            },
-        );
+        self.files.insert(path.to_string(), info);
         Ok(())
     }
 }
 
-fn read_retry(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match r.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
-}
-
-fn read_at_least(r: &mut dyn Read, buf: &mut [u8], min: usize) -> io::Result<usize> {
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
-    while filled < min {
-        let n = read_retry(r, &mut buf[filled..])?;
-        if n == 0 {
-            break;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        filled += n;
     }
     Ok(filled)
 }
@@ -345,29 +365,23 @@ pub fn py_hex(v: u32) -> String {
     format!("{v:#x}")
 }
 
-fn sparse_info(s: &SparseSummary) -> SparseInfo {
+fn sparse_info(s: &ImageScan) -> SparseInfo {
+    let count = |f: fn(&sparse::ChunkKind) -> bool| s.layout.chunks.iter().filter(|c| f(&c.kind)).count() as u32;
     SparseInfo {
-        block_size: s.block_size,
-        total_blocks: s.total_blocks,
-        raw_chunks: s.raw_chunks,
-        fill_chunks: s.fill_chunks,
-        dont_care_chunks: s.dont_care_chunks,
-        crc_chunks: s.crc_chunks,
-        data_crc: py_hex(s.data_crc),
+        block_size: s.layout.blk_sz,
+        total_blocks: s.layout.total_blks,
+        raw_chunks: count(|k| matches!(k, sparse::ChunkKind::Raw)),
+        fill_chunks: count(|k| matches!(k, sparse::ChunkKind::Fill(_))),
+        dont_care_chunks: count(|k| matches!(k, sparse::ChunkKind::DontCare)),
+        crc_chunks: count(|k| matches!(k, sparse::ChunkKind::Crc32(_))),
+        data_crc: py_hex(s.data_crc.unwrap_or(0)),
         splits: s
-            .splits
+            .piece_crcs
             .iter()
-            .map(|sp| match &sp.pieces {
-                Ok(p) => SplitInfo {
-                    max_download_size: sp.max_download_size,
-                    piece_crcs: p.iter().map(|&c| py_hex(c)).collect(),
-                    error: None,
-                },
-                Err(e) => SplitInfo {
-                    max_download_size: sp.max_download_size,
-                    piece_crcs: Vec::new(),
-                    error: Some(e.clone()),
-                },
+            .map(|p| SplitInfo {
+                max_download_size: p.max_download_size,
+                piece_crcs: p.crcs.iter().map(|&c| py_hex(c)).collect(),
+                error: None,
             })
             .collect(),
     }
@@ -377,7 +391,7 @@ fn build_report(
     package: &Package,
     files: Vec<FileInfo>,
     options: &VerifyOptions,
-    split_sizes: &[u64],
+    split_size: u64,
 ) -> VerifyReport {
     let by_path: HashMap<&str, &FileInfo> = files.iter().map(|f| (f.path.as_str(), f)).collect();
     let file_name = package.file_name();
@@ -397,7 +411,7 @@ fn build_report(
     checks.extend(check_md5sum_xml(package, &by_path));
     let map = partition_image_map(package, options);
     checks.extend(check_crclist(package, &by_path, &map));
-    checks.extend(check_sparsecrclist(package, &by_path, &map, split_sizes));
+    checks.extend(check_sparsecrclist(package, &by_path, &map, split_size));
     checks.extend(check_images(
         package,
         &files,
@@ -637,11 +651,6 @@ fn image_for<'a>(
     }
 }
 
-fn parse_hex(s: &str) -> Option<u32> {
-    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
-    u32::from_str_radix(digits, 16).ok()
-}
-
 fn check_crclist(
     package: &Package,
     files: &HashMap<&str, &FileInfo>,
@@ -652,215 +661,29 @@ fn check_crclist(
     let Some(raw) = package.small_file(FILE) else {
         return vec![Check::skipped(NAME, FILE, "no crclist.txt in this package")];
     };
-    let text = String::from_utf8_lossy(raw);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    match lines.next() {
-        Some((_, l)) if l.trim() == "CRC-LIST" => {}
-        _ => {
-            return vec![Check::failed(
-                NAME,
-                FILE,
-                "does not start with CRC-LIST: the file is damaged",
-            )]
-        }
-    }
+    let list = match CrcList::parse(&String::from_utf8_lossy(raw), FILE) {
+        Ok(l) => l,
+        Err(e) => return vec![Check::failed(NAME, FILE, format!("{e}: the file is damaged; re-download the package"))],
+    };
     let mut checks = Vec::new();
-    for (i, line) in lines {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (part, value) = match fields.as_slice() {
-            [p, v] => match parse_hex(v) {
-                Some(v) => (*p, v),
-                None => {
-                    checks.push(Check::failed(
-                        NAME,
-                        FILE,
-                        format!("line {}: {v:?} is not a 0x… CRC value", i + 1),
-                    ));
-                    continue;
-                }
-            },
-            _ => {
-                checks.push(Check::failed(
-                    NAME,
-                    FILE,
-                    format!(
-                        "line {}: expected `<partition> 0x<crc>`, found {line:?}",
-                        i + 1
-                    ),
-                ));
-                continue;
-            }
-        };
+    for entry in &list.entries {
+        let part = &entry.partition;
+        let value = entry.crc;
         if value == 0 {
-            checks.push(Check::skipped(
-                NAME,
-                FILE,
-                format!("{part}: CRC 0 means no check (Xiaomi's generator skips it)"),
-            ));
+            checks.push(Check::skipped(NAME, FILE, format!("{part}: CRC 0 means no check (Xiaomi's generator skips it)")));
             continue;
         }
         match image_for(part, map, files) {
-            None => checks.push(Check::failed(NAME, FILE, format!("{part}: listed in crclist.txt but no image for it was found in images/: the package is incomplete; re-download it"))),
+            None => checks.push(Check::failed(NAME, FILE, format!("{part} (line {}): listed in crclist.txt but no image for it was found in images/: the package is incomplete; re-download it", entry.line))),
             Some(f) if f.crc32_value == value => checks.push(Check::ok(NAME, &f.path, format!("{part}: CRC-32 {} matches", py_hex(value)))),
             Some(f) => checks.push(Check::differs(
                 NAME,
                 &f.path,
-                format!("{part}: CRC-32 differs from crclist.txt: the image is damaged; re-download the package"),
+                format!("{part}: CRC-32 differs from crclist.txt line {}: the image is damaged; re-download the package", entry.line),
                 py_hex(value),
                 f.crc32.clone(),
             )),
         }
-    }
-    checks
-}
-
-/// A `sparsecrclist.txt` partition's image: its path and, if it is a valid sparse image, its
-/// measured layout.
-pub type SparseImage = (String, Option<SparseSummary>);
-
-/// Checks `sparsecrclist.txt` against the sparse layouts measured in the pass. This is the
-/// hook between package verification and sparse splitting: it only needs each image's
-/// [`SparseSummary`] (data CRC and per-split piece CRCs).
-pub fn check_sparsecrclist_text(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<SparseImage>,
-    split_sizes: &[u64],
-) -> Vec<Check> {
-    const NAME: &str = "sparsecrclist";
-    const FILE: &str = "images/sparsecrclist.txt";
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .peekable();
-    let new_format = lines
-        .peek()
-        .is_some_and(|(_, l)| l.trim() == "SPARSECRC-LIST");
-    if new_format {
-        lines.next();
-    }
-    let mut checks = Vec::new();
-    for (i, line) in lines {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let bad = |what: &str| {
-            Check::failed(
-                NAME,
-                FILE,
-                format!("line {}: {what}, found {line:?}", i + 1),
-            )
-        };
-        let Some(part) = fields.first().copied() else {
-            continue;
-        };
-        let (expected_crcs, expected_count): (Vec<u32>, usize) = if new_format {
-            let Some(count) = fields.get(1).and_then(|c| c.parse::<usize>().ok()) else {
-                checks.push(bad("expected `<partition> <pieces> 0x<crc>…`"));
-                continue;
-            };
-            let crcs: Option<Vec<u32>> = fields[2..].iter().map(|v| parse_hex(v)).collect();
-            match crcs {
-                Some(c) if c.len() == count => (c, count),
-                _ => {
-                    checks.push(bad(&format!("expected {count} CRC values")));
-                    continue;
-                }
-            }
-        } else {
-            match (
-                fields.len(),
-                fields.get(1).and_then(|v| parse_hex(v)),
-                fields.get(2).and_then(|c| c.parse::<usize>().ok()),
-            ) {
-                (3, Some(crc), Some(count)) => (vec![crc], count),
-                _ => {
-                    checks.push(bad("expected `<partition> 0x<crc> <pieces>`"));
-                    continue;
-                }
-            }
-        };
-        let Some((path, summary)) = lookup(part) else {
-            checks.push(Check::failed(NAME, FILE, format!("{part}: listed in sparsecrclist.txt but no image for it was found in images/: re-download the package")));
-            continue;
-        };
-        let Some(summary) = summary else {
-            checks.push(Check::failed(
-                NAME,
-                &path,
-                format!("{part}: listed in sparsecrclist.txt but not a valid sparse image"),
-            ));
-            continue;
-        };
-        let fmt_list = |v: &[u32]| v.iter().map(|&c| py_hex(c)).collect::<Vec<_>>().join(" ");
-        if !new_format {
-            if summary.data_crc != expected_crcs[0] {
-                checks.push(Check::differs(NAME, &path, format!("{part}: CRC of the sparse data differs: the image is damaged; re-download the package"), py_hex(expected_crcs[0]), py_hex(summary.data_crc)));
-                continue;
-            }
-            let counts: Vec<(u64, usize)> = summary
-                .splits
-                .iter()
-                .filter_map(|s| {
-                    s.pieces
-                        .as_ref()
-                        .ok()
-                        .map(|p| (s.max_download_size, p.len()))
-                })
-                .collect();
-            match counts.iter().find(|(_, n)| *n == expected_count) {
-                Some((size, _)) => checks.push(Check::ok(NAME, &path, format!("{part}: data CRC {} matches; {expected_count} pieces at max-download-size {}", py_hex(summary.data_crc), size_text(*size)))),
-                None => checks.push(Check::differs(
-                    NAME,
-                    &path,
-                    format!("{part}: data CRC matches but the piece count differs for every split size tried ({}): the package was made for another max-download-size", sizes_text(split_sizes)),
-                    expected_count.to_string(),
-                    counts.iter().map(|(s, n)| format!("{n}@{}", size_text(*s))).collect::<Vec<_>>().join(" "),
-                )),
-            }
-            continue;
-        }
-        let matching = summary
-            .splits
-            .iter()
-            .find(|s| s.pieces.as_ref().is_ok_and(|p| *p == expected_crcs));
-        if let Some(s) = matching {
-            checks.push(Check::ok(
-                NAME,
-                &path,
-                format!(
-                    "{part}: {expected_count} piece CRCs match at max-download-size {}",
-                    size_text(s.max_download_size)
-                ),
-            ));
-            continue;
-        }
-        // Show the closest candidate: same piece count if any, else the first split size.
-        let shown = summary
-            .splits
-            .iter()
-            .find(|s| s.pieces.as_ref().is_ok_and(|p| p.len() == expected_count))
-            .or_else(|| summary.splits.first());
-        let actual = match shown.map(|s| (s.max_download_size, &s.pieces)) {
-            Some((size, Ok(p))) => format!("{} (at {})", fmt_list(p), size_text(size)),
-            Some((size, Err(e))) => format!("(at {}: {e})", size_text(size)),
-            None => "(no split sizes)".to_string(),
-        };
-        checks.push(Check::differs(
-            NAME,
-            &path,
-            format!("{part}: per-piece CRCs differ for every split size tried ({}): the image is damaged, or the list was made for another max-download-size (pass it as an extra split size)", sizes_text(split_sizes)),
-            fmt_list(&expected_crcs),
-            actual,
-        ));
-    }
-    if checks.is_empty() {
-        checks.push(Check::skipped(
-            NAME,
-            FILE,
-            "sparsecrclist.txt lists no images",
-        ));
     }
     checks
 }
@@ -873,32 +696,71 @@ fn size_text(size: u64) -> String {
     }
 }
 
-fn sizes_text(sizes: &[u64]) -> String {
-    sizes
-        .iter()
-        .map(|&s| size_text(s))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
+/// Checks `sparsecrclist.txt`: new-format lines against the per-piece CRCs of the split for
+/// `split_size`; old-format lines against the data CRC and the piece count of a 512 MiB split.
 fn check_sparsecrclist(
     package: &Package,
     files: &HashMap<&str, &FileInfo>,
     map: &HashMap<String, String>,
-    split_sizes: &[u64],
+    split_size: u64,
 ) -> Vec<Check> {
+    const NAME: &str = "sparsecrclist";
     const FILE: &str = "images/sparsecrclist.txt";
     let Some(raw) = package.small_file(FILE) else {
-        return vec![Check::skipped(
-            "sparsecrclist",
-            FILE,
-            "no sparsecrclist.txt in this package",
-        )];
+        return vec![Check::skipped(NAME, FILE, "no sparsecrclist.txt in this package")];
     };
-    let lookup = |part: &str| {
-        image_for(part, map, files).map(|f| (f.path.clone(), f.sparse_summary.clone()))
+    let list = match SparseCrcList::parse(&String::from_utf8_lossy(raw), FILE) {
+        Ok(l) => l,
+        Err(e) => return vec![Check::failed(NAME, FILE, format!("{e}: the file is damaged; re-download the package"))],
     };
-    check_sparsecrclist_text(&String::from_utf8_lossy(raw), &lookup, split_sizes)
+    let fmt_list = |v: &[u32]| v.iter().map(|&c| py_hex(c)).collect::<Vec<_>>().join(" ");
+    let mut checks = Vec::new();
+    for entry in &list.entries {
+        let part = &entry.partition;
+        let Some(f) = image_for(part, map, files) else {
+            checks.push(Check::failed(NAME, FILE, format!("{part} (line {}): listed in sparsecrclist.txt but no image for it was found in images/: re-download the package", entry.line)));
+            continue;
+        };
+        let Some(scan) = f.scan.as_ref().filter(|s| s.layout.is_sparse()) else {
+            checks.push(Check::failed(NAME, &f.path, format!("{part}: listed in sparsecrclist.txt but not a valid sparse image")));
+            continue;
+        };
+        match &entry.values {
+            SparseCrcValues::PerPiece { crcs } => {
+                let ours = scan.piece_crcs.as_ref().map(|p| p.crcs.clone()).unwrap_or_default();
+                if ours == *crcs {
+                    checks.push(Check::ok(NAME, &f.path, format!("{part}: {} piece CRCs match at max-download-size {}", crcs.len(), size_text(split_size))));
+                } else {
+                    checks.push(Check::differs(
+                        NAME,
+                        &f.path,
+                        format!(
+                            "{part}: per-piece CRCs differ from sparsecrclist.txt line {} at max-download-size {}: the image is damaged, or the list was made for pieces of another size (a phone that checks CRC lists would refuse these pieces)",
+                            entry.line,
+                            size_text(split_size)
+                        ),
+                        fmt_list(crcs),
+                        fmt_list(&ours),
+                    ));
+                }
+            }
+            SparseCrcValues::Whole { crc, pieces } => {
+                let data = scan.data_crc.unwrap_or(0);
+                let count = sparse::plan_download(&scan.layout, Some(OLD_FORMAT_SPLIT_SIZE)).map(|p| p.downloads()).unwrap_or(0);
+                if data != *crc {
+                    checks.push(Check::differs(NAME, &f.path, format!("{part}: CRC of the sparse data differs from sparsecrclist.txt line {}: the image is damaged; re-download the package", entry.line), py_hex(*crc), py_hex(data)));
+                } else if count != *pieces {
+                    checks.push(Check::differs(NAME, &f.path, format!("{part}: data CRC matches but the image is sent in {count} pieces of at most 512 MiB, the list (line {}) says {pieces}", entry.line), pieces.to_string(), count.to_string()));
+                } else {
+                    checks.push(Check::ok(NAME, &f.path, format!("{part}: data CRC {} matches; {pieces} pieces at 512 MiB", py_hex(data))));
+                }
+            }
+        }
+    }
+    if checks.is_empty() {
+        checks.push(Check::skipped(NAME, FILE, "sparsecrclist.txt lists no images"));
+    }
+    checks
 }
 
 fn check_images(

@@ -223,6 +223,7 @@ impl SimDevice {
     fn is_slotted(&self, base: &str) -> bool {
         self.profile.slot_count == 2
             && !CRC_PSEUDO_PARTITIONS.contains(&base)
+            && !self.profile.unslotted.iter().any(|u| u == base)
             && match &self.profile.partitions {
                 Some(table) => table.contains_key(base),
                 None => true,
@@ -236,7 +237,7 @@ impl SimDevice {
             (_, Some("ab")) => None,
             (Some(table), Some(_)) => table.get(base).copied(),
             (Some(table), None) => {
-                if self.profile.slot_count == 2 && table.contains_key(base) {
+                if self.is_slotted(base) {
                     None // exists only with a slot suffix
                 } else {
                     table.get(name).copied()

@@ -3,8 +3,8 @@
 //! Keys, all optional except `product`: `product`, `serialno`, `unlocked`, `anti`, `crc`,
 //! `slot-count`, `current-slot`, `max-download-size`, `is-userspace`, and a `[partitions]`
 //! table of `name = size-in-bytes`. Extensions: `secure`, `version-bootloader`,
-//! `version-baseband`, `hw-revision`, `security-patch-level`, and a `[vars]` table of extra
-//! `getvar` answers.
+//! `version-baseband`, `hw-revision`, `security-patch-level`, `unslotted` (partitions of the
+//! table that have no slots on an A/B phone), and a `[vars]` table of extra `getvar` answers.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -42,6 +42,10 @@ pub struct Profile {
     pub security_patch_level: Option<String>,
     #[serde(default)]
     pub partitions: Option<BTreeMap<String, u64>>,
+    /// Partitions of the table that exist once even on an A/B phone (`super`, `userdata`,
+    /// `metadata`, ...).
+    #[serde(default)]
+    pub unslotted: Vec<String>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
 }
@@ -117,6 +121,11 @@ impl Profile {
         }
         if self.max_download_size == 0 || self.max_download_size > u32::MAX as u64 {
             return bad("`max-download-size` must be between 1 and 4294967295 bytes".into());
+        }
+        for name in &self.unslotted {
+            if !self.partitions.as_ref().is_some_and(|t| t.contains_key(name)) {
+                return bad(format!("`unslotted` names {name:?}, which is not in [partitions]"));
+            }
         }
         for (name, _) in self.partitions.iter().flatten() {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {

@@ -1,0 +1,487 @@
+//! The ROM commands: `verify`, `plan`, `flash --rom`, `wipe`, `manifest add`, `sample-rom`.
+//! Order of work for `flash --rom`: connect to every phone (reads only), verify the package in
+//! one pass, build the plan, prepare each phone (all checks, nothing written), say what will be
+//! destroyed and ask, then flash the phones in parallel from one decompression of the package.
+
+use super::progress::{Renderer, Style};
+use super::target::{self, Connector, Target};
+use super::{CliError, Context};
+use crate::fastboot::FastbootClient;
+use crate::flasher::{self, ArchiveStream, Decision, FlashError, FlashOptions, ImageFeed, Job, PackageFeed, Prepared};
+use crate::rom::manifest::Manifest;
+use crate::rom::plan::{Dialect, Mode, Plan};
+use crate::rom::verify::{self, CheckStatus, Verified, VerifyOptions};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Exit codes (docs/flashing.md).
+pub const EXIT_FLASH_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_REFUSED: i32 = 3;
+pub const EXIT_BAD_PACKAGE: i32 = 4;
+pub const EXIT_CANCELLED: i32 = 130;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    /// flash_all: everything, user data erased.
+    Clean,
+    /// flash_all_except_storage (or _except_data): user data kept.
+    KeepData,
+    /// flash_all_lock: everything, then the bootloader is relocked. Only when asked for.
+    Lock,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Clean => Mode::Clean,
+            ModeArg::KeepData => Mode::KeepData,
+            ModeArg::Lock => Mode::Lock,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RomArgs {
+    /// The fastboot ROM: the .tgz as downloaded, a .zip, or the extracted folder.
+    #[arg(long, value_name = "PATH")]
+    pub rom: PathBuf,
+    /// Which of the package's scripts: clean (flash_all), keep-data (flash_all_except_storage),
+    /// lock (flash_all_lock).
+    #[arg(long, value_enum, default_value = "clean")]
+    pub mode: ModeArg,
+    /// A manifest of known packages to check against, besides the one built into mi-flash.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Piece size the package's per-piece CRC list is checked for (default: 768 MiB, what
+    /// Xiaomi's generator uses; when flashing, the phone's own size if it checks CRC lists).
+    #[arg(long, value_parser = super::parse_size_arg, value_name = "BYTES")]
+    pub max_download_size: Option<u64>,
+}
+
+/// The manifest built into mi-flash plus the user's.
+fn manifest(extra: Option<&Path>) -> Result<Manifest, CliError> {
+    let mut m = Manifest::parse(include_str!("../../roms-manifest.toml"), Path::new("roms-manifest.toml (built in)"))
+        .map_err(|e| CliError::new(e.to_string()))?;
+    if let Some(p) = extra {
+        let user = Manifest::load(p).map_err(|e| CliError::new(e.to_string()).code(EXIT_USAGE))?;
+        m.packages.extend(user.packages);
+    }
+    Ok(m)
+}
+
+/// A verified package and the plan for one mode.
+pub struct Rom {
+    pub verified: Verified,
+    pub plan: Result<Plan, CliError>,
+}
+
+fn bad_package(e: impl std::fmt::Display) -> CliError {
+    CliError::new(e.to_string()).code(EXIT_BAD_PACKAGE)
+}
+
+/// Verifies the package in one pass and builds the plan for `mode`.
+pub fn load(args: &RomArgs, split: Option<u64>) -> Result<Rom, CliError> {
+    let opts = VerifyOptions {
+        manifest: Some(manifest(args.manifest.as_deref())?),
+        max_download_size: split.or(args.max_download_size),
+        ..Default::default()
+    };
+    let mut verified = verify::verify(&args.rom, &opts).map_err(|e| {
+        bad_package(e).hint("re-download the package, or give the folder or .tgz of a Xiaomi fastboot ROM")
+    })?;
+    let plan = build_plan(&verified, args.mode.into());
+    if let Ok(p) = &plan {
+        let images: Vec<String> = p.images().iter().map(|s| s.to_string()).collect();
+        let package = verified.package.clone();
+        verified.report.add_plan_checks(&package, &images);
+    }
+    Ok(Rom { verified, plan })
+}
+
+fn build_plan(v: &Verified, mode: Mode) -> Result<Plan, CliError> {
+    let names = v.package.script_names();
+    let script = crate::rom::plan::select_script(&names, mode, Dialect::Sh).map_err(bad_package)?;
+    let text = v
+        .package
+        .small_file(&script)
+        .ok_or_else(|| bad_package(format!("{script} is too large to be a flash script")))?;
+    let mut plan = crate::rom::script::parse_script(&script, text, &v.package).map_err(|e| {
+        bad_package(e).hint("mi-flash never runs a package's scripts; it refuses lines it does not understand. Report the line if the package is an official one")
+    })?;
+    plan.annotate(|image| v.report.file(image).map(|f| (f.size, f.sparse.is_some())));
+    Ok(plan)
+}
+
+fn print_failures(v: &Verified) {
+    for c in v.report.failures() {
+        eprintln!("✗ {} {}: {}", c.name, c.file, c.detail);
+        if let (Some(e), Some(a)) = (&c.expected, &c.actual) {
+            eprintln!("    expected {e}, found {a}");
+        }
+    }
+}
+
+pub fn verify_cmd(args: &RomArgs, json: bool) -> Result<(), CliError> {
+    let rom = load(args, None)?;
+    let ok = rom.verified.report.is_ok() && rom.plan.is_ok();
+    if json {
+        let mut v = serde_json::to_value(&rom.verified.report).unwrap_or_default();
+        v["ok"] = serde_json::Value::Bool(ok);
+        if let Err(e) = &rom.plan {
+            v["plan_error"] = serde_json::Value::String(e.message.clone());
+        }
+        println!("{v}");
+    } else {
+        let r = &rom.verified.report;
+        println!("Package {} ({})", r.package, r.kind);
+        for c in &r.checks {
+            let mark = match c.status {
+                CheckStatus::Ok => "✓",
+                CheckStatus::Failed => "✗",
+                CheckStatus::Skipped => "-",
+            };
+            println!("{mark} {:<14} {}: {}", c.name, c.file, c.detail);
+            if let (Some(e), Some(a)) = (&c.expected, &c.actual) {
+                println!("    expected {e}, found {a}");
+            }
+        }
+        match &rom.plan {
+            Ok(p) => println!("✓ {:<14} {}: {} steps", "script", p.script, p.steps.len()),
+            Err(e) => println!("✗ {:<14} {}", "script", e.message),
+        }
+        println!("{}", if ok { "The package is intact and complete." } else { "The package FAILED verification: do not flash it." });
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::new("the package failed verification").code(EXIT_BAD_PACKAGE).hint("re-download the package; `mi-flash verify --rom PATH` lists what differed"))
+    }
+}
+
+pub fn plan_cmd(args: &RomArgs, json: bool) -> Result<(), CliError> {
+    let rom = load(args, None)?;
+    let plan = rom.plan?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+    } else {
+        print!("{plan}");
+        if !rom.verified.report.is_ok() {
+            println!("warning: the package failed verification (run `mi-flash verify --rom ...`): mi-flash will not flash it");
+        }
+    }
+    Ok(())
+}
+
+/// What the user must agree to before anything is written.
+fn destruction(mode: Mode, plan: &Plan) -> String {
+    let mut s = match mode {
+        Mode::Clean => "CLEAN mode: everything on the phone is erased — photos, apps, accounts, files — and the system is replaced.".to_string(),
+        Mode::KeepData => "KEEP-DATA mode: the system is replaced and user data is kept. Back up anyway: a failed flash can still lose data.".to_string(),
+        Mode::Lock => "LOCK mode: everything on the phone is erased, the system is replaced, and then the bootloader is LOCKED again. After that, only official ROMs for this exact phone will boot, and unlocking again takes Xiaomi's waiting period.".to_string(),
+    };
+    if plan.locks() && mode != Mode::Lock {
+        s.push_str(" This script relocks the bootloader.");
+    }
+    s
+}
+
+/// Asks on the terminal; with `--yes` it does not ask; with no terminal it refuses.
+pub fn confirm(what: &str, yes: bool) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::new(format!("{what}\nmi-flash will not do this without a confirmation, and there is no terminal to ask on"))
+            .hint("pass --yes to confirm in a script")
+            .code(EXIT_USAGE));
+    }
+    eprintln!("{what}");
+    eprint!("Type yes to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::new(format!("cannot read the answer: {e}")))?;
+    if line.trim().eq_ignore_ascii_case("yes") {
+        Ok(())
+    } else {
+        Err(CliError::new("not confirmed: nothing was written").code(EXIT_USAGE))
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FlashRomArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Check the phone and print what would be done; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue an interrupted flash of the same package on the same phone.
+    #[arg(long)]
+    pub resume: bool,
+    /// Flash every phone in fastboot mode on USB, in parallel.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per event per line on stdout (docs/flashing.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Where resume journals are kept (default: the user's state directory).
+    #[arg(long, value_name = "DIR", env = "MI_FLASH_JOURNAL_DIR")]
+    pub journal_dir: Option<PathBuf>,
+}
+
+struct Phone {
+    label: String,
+    connect: Connector,
+    client: FastbootClient,
+}
+
+fn targets(ctx: &Context, all: bool) -> Result<Vec<Target>, CliError> {
+    let mut t: Vec<Target> = ctx.targets.clone();
+    if all {
+        for id in super::usb::list()? {
+            let usb = Target::Usb(Some(id.trim_start_matches("usb:").to_string()));
+            if !t.contains(&usb) {
+                t.push(usb);
+            }
+        }
+        if t.is_empty() {
+            return Err(CliError::new("--all found no phone in fastboot mode").hint("connect the phones in fastboot mode and check `mi-flash devices`"));
+        }
+        return Ok(t);
+    }
+    if t.is_empty() {
+        t.push(target::choose(None)?);
+    }
+    Ok(t)
+}
+
+pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Result<(), CliError> {
+    let style = Style::pick(args.json);
+    let mut phones = Vec::new();
+    for t in targets(ctx, args.all)? {
+        let mut connect = target::connector(&t, &ctx.connect)?;
+        let client = connect()?;
+        phones.push(Phone { label: t.to_string(), connect, client });
+    }
+    let several = phones.len() > 1;
+    let renderer = Renderer::new(style, several);
+
+    // A phone that checks CRC lists checks the pieces of its own split: verify for that size.
+    let mut split = None;
+    for p in &mut phones {
+        let crc = p.client.getvar_opt("crc").map_err(|e| CliError::from_fastboot(&p.label, e))?;
+        if crc.as_deref() == Some("1") {
+            let mds = crate::fastboot::image::max_download_size(&mut p.client).map_err(|e| CliError::from_fastboot(&p.label, e))?;
+            let size = rom_args.max_download_size.or(mds).map(|m| m.min(crate::sparse::RESPARSE_LIMIT));
+            match (split, size) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(CliError::new("the phones check CRC lists for different piece sizes: flash them separately").code(EXIT_USAGE))
+                }
+                (_, Some(b)) => split = Some(b),
+                _ => {}
+            }
+        }
+    }
+    if style != Style::Json {
+        renderer.println(&format!("Verifying {} ...", rom_args.rom.display()));
+    }
+    let rom = load(rom_args, split)?;
+    if !rom.verified.report.is_ok() {
+        print_failures(&rom.verified);
+        return Err(CliError::new("the package failed verification: nothing was written to the phone")
+            .hint("re-download the package; `mi-flash verify --rom PATH` lists what differed")
+            .code(EXIT_BAD_PACKAGE));
+    }
+    let plan = rom.plan?;
+    let layouts = rom.verified.layouts();
+    let report = &rom.verified.report;
+    let package_id = flasher::journal::package_id(report.files.iter().map(|f| (f.path.as_str(), f.size, f.crc32_value())));
+    let mode: Mode = rom_args.mode.into();
+    let job = Job { plan: &plan, mode, layouts: &layouts, package_id, package_name: report.package.clone() };
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let c = cancel.clone();
+        // The second Ctrl-C ends the process at once; the first lets the flash stop cleanly.
+        let _ = ctrlc::set_handler(move || {
+            if c.swap(true, Ordering::SeqCst) {
+                std::process::exit(EXIT_CANCELLED);
+            }
+        });
+    }
+    let journal_dir = args.journal_dir.clone().unwrap_or_else(flasher::journal::default_dir);
+    let opts = FlashOptions { resume: args.resume, journal_dir: Some(journal_dir), max_download_size: rom_args.max_download_size, cancel: Some(cancel.clone()) };
+
+    // Prepare every phone: all checks, nothing written.
+    let mut ready: Vec<(Phone, Prepared)> = Vec::new();
+    let mut results: Vec<(String, Result<String, CliError>)> = Vec::new();
+    for mut p in phones {
+        let label = p.label.clone();
+        let r = flasher::prepare(&mut p.client, &job, &opts, &mut |e| renderer.event(&label, &e));
+        match r {
+            Ok(prep) => ready.push((p, prep)),
+            Err(e) => {
+                let err = flash_error(e);
+                renderer.event(&label, &crate::flasher::Event::Failed { index: None, partition: None, message: err.message.clone(), device_message: None, hint: err.hint.clone() });
+                results.push((label, Err(err)));
+            }
+        }
+    }
+    if ready.is_empty() {
+        return finish(results, several, &renderer);
+    }
+    if args.dry_run {
+        for (p, prep) in &ready {
+            renderer.println(&format!("Dry run for {} ({}): nothing was written.", p.label, prep.product.as_deref().unwrap_or("?")));
+            for (i, (step, d)) in plan.steps.iter().zip(&prep.decisions).enumerate() {
+                let what = match d {
+                    Decision::Run => "run".to_string(),
+                    Decision::Checked(detail) => format!("checked: {detail}"),
+                    Decision::Skip(reason) => format!("skip: {reason}"),
+                };
+                renderer.println(&format!("{:>3}. {:<50} {what}", i + 1, step.action.to_string()));
+            }
+            renderer.println(&format!("{} steps would run, sending {}.", prep.steps_to_run(), super::commands::human_size(prep.bytes)));
+        }
+        return finish(results, several, &renderer);
+    }
+    let who = ready.iter().map(|(p, prep)| format!("{} ({})", p.label, prep.product.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join(", ");
+    confirm(&format!("About to flash {} with {} ({}) on {who}.\n{}", report.package, plan.script, mode, destruction(mode, &plan)), args.yes)?;
+
+    // One decompression feeds every phone (a folder or zip is read at random instead).
+    let package = Arc::new(rom.verified.package.clone());
+    let streamed = flasher::feed::is_streamed(&package);
+    let (stream, mut feeds): (Option<ArchiveStream>, Vec<Box<dyn ImageFeed>>) = if streamed {
+        let wants = ready.iter().map(|(_, prep)| prep.images.clone()).collect();
+        let (s, f) = ArchiveStream::start(package.clone(), wants).map_err(|e| CliError::new(e.to_string()))?;
+        (Some(s), f.into_iter().map(|f| Box::new(f) as Box<dyn ImageFeed>).collect())
+    } else {
+        (None, ready.iter().map(|_| Box::new(PackageFeed::new(package.clone())) as Box<dyn ImageFeed>).collect())
+    };
+    let outcomes: Vec<(String, Result<String, CliError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ready
+            .into_iter()
+            .zip(feeds.drain(..))
+            .map(|((mut phone, prep), mut feed)| {
+                let (job, opts, renderer) = (&job, &opts, &renderer);
+                scope.spawn(move || {
+                    let label = phone.label.clone();
+                    let mut reconnect = |/* after a reboot into fastboot */| (phone.connect)().map_err(|e| e.message);
+                    let r = flasher::execute(&mut phone.client, job, &prep, feed.as_mut(), opts, &mut |e| renderer.event(&label, &e), &mut reconnect);
+                    drop(feed);
+                    let r = match r {
+                        Ok(s) => Ok(format!("{} steps, {} in {:.1}s", s.steps, super::commands::human_size(s.bytes_sent), s.elapsed.as_secs_f64())),
+                        Err(e) => {
+                            let (index, partition, device_message) = match &e {
+                                FlashError::Step { index, partition, device_message, .. } => (Some(*index), partition.clone(), device_message.clone()),
+                                FlashError::Cancelled { index, .. } => (Some(*index), None, None),
+                                _ => (None, None, None),
+                            };
+                            let err = flash_error(e);
+                            renderer.event(&label, &crate::flasher::Event::Failed { index, partition, message: err.message.clone(), device_message, hint: err.hint.clone() });
+                            Err(err)
+                        }
+                    };
+                    (label, r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| ("?".into(), Err(CliError::new("a flashing thread crashed"))))).collect()
+    });
+    if let Some(s) = stream {
+        if let Some(e) = s.finish() {
+            log::warn!("reading the package: {e}");
+        }
+    }
+    results.extend(outcomes);
+    finish(results, several, &renderer)
+}
+
+fn flash_error(e: FlashError) -> CliError {
+    let code = match &e {
+        FlashError::Refused { .. } => EXIT_REFUSED,
+        FlashError::Cancelled { .. } => EXIT_CANCELLED,
+        _ => EXIT_FLASH_FAILED,
+    };
+    let hint = e.hint();
+    let mut err = CliError::new(e.to_string()).code(code);
+    err.hint = hint;
+    err
+}
+
+/// The closing summary: per phone for several, and what to do next.
+fn finish(results: Vec<(String, Result<String, CliError>)>, several: bool, renderer: &Renderer) -> Result<(), CliError> {
+    let failed: Vec<&(String, Result<String, CliError>)> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    if several {
+        renderer.println("Summary:");
+        for (label, r) in &results {
+            match r {
+                Ok(s) => renderer.println(&format!("  {label}: OK ({s})")),
+                Err(e) => renderer.println(&format!("  {label}: FAILED: {}", e.message)),
+            }
+        }
+    }
+    if failed.is_empty() {
+        if results.iter().any(|(_, r)| r.is_ok()) && !results.iter().all(|(_, r)| r.as_ref().is_ok_and(|s| s.is_empty())) {
+            renderer.println("Done. The phone reboots into the new system; the first boot can take several minutes. If it does not boot, run the same flash with --mode clean.");
+        }
+        return Ok(());
+    }
+    if several {
+        let code = failed.iter().filter_map(|(_, r)| r.as_ref().err().map(|e| e.code)).max().unwrap_or(EXIT_FLASH_FAILED);
+        return Err(CliError::new(format!("{} of {} phones failed", failed.len(), results.len())).code(code));
+    }
+    let (_, r) = results.into_iter().find(|(_, r)| r.is_err()).expect("one failure");
+    Err(r.err().expect("failure"))
+}
+
+pub fn wipe(ctx: &Context, yes: bool) -> Result<(), CliError> {
+    let t = target::choose(ctx.targets.first())?;
+    let mut c = target::connect(&t, &ctx.connect)?;
+    let fb = |e| CliError::from_fastboot("", e);
+    if c.getvar_opt("unlocked").map_err(fb)?.as_deref() == Some("no") {
+        return Err(CliError::new("the bootloader is locked, and a locked bootloader refuses to erase partitions")
+            .hint("to erase a locked phone, use the recovery's \"Wipe data\" (mi-flash recovery format-data, see `mi-flash rescue`)")
+            .code(EXIT_REFUSED));
+    }
+    let mut parts = vec!["userdata".to_string()];
+    if c.getvar_opt("partition-type:metadata").map_err(fb)?.is_some() {
+        parts.push("metadata".into());
+    }
+    confirm(&format!("About to erase {} on {t}: all apps, accounts, photos and files on the phone are lost.", parts.join(" and ")), yes)?;
+    for p in &parts {
+        c.erase(p).map_err(|e| CliError::from_fastboot(&format!("erasing {p}"), e))?;
+        println!("Erased '{p}'");
+    }
+    println!("Done. The phone starts as new after its next reboot (`mi-flash reboot`).");
+    Ok(())
+}
+
+pub fn sample_rom(out: &Path, folder: bool, max_download_size: Option<u64>, super_mib: Option<u64>, incompressible: bool) -> Result<(), CliError> {
+    use crate::rom::sample::{write_sample_folder, write_sample_package, SampleOptions};
+    let mut o = SampleOptions::default();
+    if let Some(m) = max_download_size {
+        o.max_download_size = m;
+    }
+    if let Some(s) = super_mib {
+        o.super_data = s << 20;
+    }
+    o.incompressible = incompressible;
+    std::fs::create_dir_all(out).map_err(|e| CliError::new(format!("cannot create {}: {e}", out.display())))?;
+    if folder {
+        let p = write_sample_folder(out, &o).map_err(|e| CliError::new(e.to_string()))?;
+        println!("{}", p.display());
+    } else {
+        let p = write_sample_package(out, &o).map_err(|e| CliError::new(e.to_string()))?;
+        println!("{}", p.path.display());
+    }
+    Ok(())
+}
+
+pub fn manifest_add(manifest: &Path, package: &Path) -> Result<(), CliError> {
+    let entry = Manifest::add(manifest, package).map_err(|e| CliError::new(e.to_string()).code(EXIT_BAD_PACKAGE))?;
+    println!("Added {} ({} {}, anti {}) to {}", entry.file, entry.codename, entry.version, entry.anti.map(|a| a.to_string()).unwrap_or_else(|| "-".into()), manifest.display());
+    Ok(())
+}
