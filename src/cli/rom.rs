@@ -82,14 +82,41 @@ fn bad_package(e: impl std::fmt::Display) -> CliError {
     CliError::new(e.to_string()).code(EXIT_BAD_PACKAGE)
 }
 
+/// A folder that holds just the downloaded archive (no extracted package) stands for that
+/// archive: users often point at the download folder.
+fn resolve_rom_path(path: &Path) -> PathBuf {
+    if !path.is_dir() || path.join("images").is_dir() {
+        return path.to_path_buf();
+    }
+    let Ok(rd) = std::fs::read_dir(path) else { return path.to_path_buf() };
+    let mut archives = Vec::new();
+    let mut folders = 0;
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        if p.is_dir() {
+            folders += 1;
+        } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") || name.ends_with(".zip") || name.ends_with(".tar") {
+            archives.push(p);
+        }
+    }
+    if archives.len() == 1 && folders == 0 {
+        let a = archives.remove(0);
+        log::info!("{} holds one package archive: using {}", path.display(), a.display());
+        return a;
+    }
+    path.to_path_buf()
+}
+
 /// Verifies the package in one pass and builds the plan for `mode`.
 pub fn load(args: &RomArgs, split: Option<u64>) -> Result<Rom, CliError> {
+    let rom_path = resolve_rom_path(&args.rom);
     let opts = VerifyOptions {
         manifest: Some(manifest(args.manifest.as_deref())?),
         max_download_size: split.or(args.max_download_size),
         ..Default::default()
     };
-    let mut verified = verify::verify(&args.rom, &opts).map_err(|e| {
+    let mut verified = verify::verify(&rom_path, &opts).map_err(|e| {
         bad_package(e).hint("re-download the package, or give the folder or .tgz of a Xiaomi fastboot ROM")
     })?;
     let plan = build_plan(&verified, args.mode.into());
