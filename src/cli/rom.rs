@@ -315,7 +315,9 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
     if style != Style::Json {
         renderer.println(&format!("Verifying {} ...", rom_args.rom.display()));
     }
-    let rom = load(rom_args, split)?;
+    // For a phone that does not check CRC lists, --max-download-size only splits the transfer:
+    // the package's list is checked for Xiaomi's own piece size, not for that split.
+    let rom = load(&RomArgs { max_download_size: None, ..rom_args.clone() }, split)?;
     if !rom.verified.report.is_ok() {
         print_failures(&rom.verified);
         return Err(CliError::new("the package failed verification: nothing was written to the phone")
