@@ -46,14 +46,15 @@ tree=$(find src -mindepth 1 -maxdepth 1 -type d -name 'u-boot*' | head -n1)
 t1=$(date +%s)
 
 # qemu_arm64_defconfig plus fastboot over UDP, an MMC flash backend on the SD card QEMU
-# attaches, and a boot command that starts fastboot at once with Xiaomi-like variables.
+# attaches, a boot command that starts fastboot at once with Xiaomi-like variables, and the
+# `UCmd:` command (U-Boot 2023.01 has no `oem run`) so the tier can change them at run time.
 { grep -v '^# CONFIG_MMC is not set' "$tree/configs/qemu_arm64_defconfig"; cat "$here/fastboot-udp.config"; } \
   > "$tree/configs/qemu_arm64_mifb_defconfig"
 jobs=$(( $(nproc) + 1 ))
 log "building (make -j$jobs)"
 make -s -C "$tree" O="$work/build" CROSS_COMPILE=aarch64-linux-gnu- qemu_arm64_mifb_defconfig >&2
 make -s -C "$tree" O="$work/build" CROSS_COMPILE=aarch64-linux-gnu- -j"$jobs" >&2
-for opt in CONFIG_UDP_FUNCTION_FASTBOOT CONFIG_FASTBOOT_FLASH_MMC CONFIG_MMC_SDHCI; do
+for opt in CONFIG_UDP_FUNCTION_FASTBOOT CONFIG_FASTBOOT_FLASH_MMC CONFIG_MMC_SDHCI CONFIG_FASTBOOT_UUU_SUPPORT; do
   grep -q "^$opt=y" "$work/build/.config" || { log "$opt did not make it into the configuration"; exit 1; }
 done
 t2=$(date +%s)

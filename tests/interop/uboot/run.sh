@@ -7,8 +7,13 @@
 #   2. builds U-Boot with fastboot over UDP from Debian's source package (cached),
 #   3. boots it in QEMU with user networking, forwarding a free 127.0.0.1 UDP port to 5554,
 #   4. drives it with `mi-flash -s udp:127.0.0.1:PORT`: variables, raw and sparse flashes, a
-#      sparse image split by a small --max-download-size, erase, refusals, a reboot,
-#   5. stops QEMU and reads every partition back from the disk image, byte for byte.
+#      sparse image split by a small --max-download-size, erase, refusals, a reboot; builds a
+#      small Xiaomi-style fastboot package (.tgz) for this disk and checks that `flash --rom`
+#      refuses it with a raised anti-rollback index and with another product (exit code 3),
+#   5. stops QEMU and reads every partition back from the disk image, byte for byte (which also
+#      shows the refused flashes wrote nothing),
+#   6. boots again, flashes the package with `flash --rom` (its last step reboots the VM), and
+#      reads every partition back again.
 #
 # Without CI=true a missing tool or a failed download makes it print "skipped: ..." and exit 0;
 # with CI=true it fails instead. QEMU is killed on every exit path.
@@ -151,6 +156,39 @@ wait_fastboot() { # seconds
   return 1
 }
 
+# Runs a U-Boot command through fastboot's `UCmd:` (i.MX's UUU extension, built in for this),
+# which is how the tier changes U-Boot's variables at run time: U-Boot 2023.01 has no
+# `oem run:`. mi-flash has no raw-command verb, so this is a few lines of fastboot over UDP
+# (AOSP's socket_udp: query, init, then the command and an empty packet that fetches the answer).
+ucmd() { # U-BOOT-COMMAND
+  python3 - "$port" "$1" <<'PY'
+import socket, struct, sys
+port, command = int(sys.argv[1]), sys.argv[2].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+def exchange(kind, seq, data=b""):
+    packet = struct.pack(">BBH", kind, 0, seq) + data
+    for _ in range(20):
+        s.sendto(packet, ("127.0.0.1", port))
+        try:
+            while True:
+                reply = s.recvfrom(2048)[0]
+                if reply[0] == 0:
+                    sys.exit("U-Boot answered with an error packet: " + reply[4:].decode(errors="replace"))
+                if len(reply) >= 4 and reply[0] == kind and struct.unpack(">H", reply[2:4])[0] == seq:
+                    return reply[4:]
+        except socket.timeout:
+            continue
+    sys.exit(f"no answer from U-Boot on UDP port {port}")
+seq = struct.unpack(">H", exchange(1, 0)[:2])[0]
+exchange(2, seq, struct.pack(">HH", 1, 1024))
+exchange(3, (seq + 1) & 0xFFFF, b"UCmd:" + command)
+answer = exchange(3, (seq + 2) & 0xFFFF).decode(errors="replace")
+if not answer.startswith("OKAY"):
+    sys.exit(f"UCmd:{command.decode()}: {answer}")
+PY
+}
+
 start_qemu
 target="udp:127.0.0.1:$port"
 t_boot0=$(date +%s.%N)
@@ -219,15 +257,127 @@ grep -qi "partition" <<<"$out" || fail "flash nosuch: $out"
 if out=$(mf set-active a 2>&1); then fail "set-active should be refused on U-Boot: $out"; fi
 grep -q "does not have A/B slots" <<<"$out" || fail "set-active: $out"
 
-# ---- Xiaomi package (`mi-flash flash --rom`) ------------------------------------------------------
-# PLACE FOR THE ROM FLASHER: once `mi-flash flash --rom PACKAGE` exists, generate a small
-# Xiaomi-style fastboot package here (images + flash_all.sh checking product=marble and anti=1)
-# and check, against this U-Boot:
-#   - it flashes, and each partition reads back byte for byte (extend the checks below);
-#   - `mf oem "run:setenv fastboot.anti 2"` makes it refuse (anti-rollback), exit non-zero,
-#     nothing written;
-#   - `mf oem "run:setenv fastboot.product cupid"` makes it refuse (wrong phone);
-#   - restore with `mf oem "run:setenv fastboot.anti 1"` / `... fastboot.product marble`.
+# ---- Xiaomi package (`mi-flash flash --rom`): refusals -------------------------------------------
+# A small fastboot ROM for this disk, in Xiaomi's layout and style: a .tgz named
+# marble_images_..._<md5-10>.tgz holding a top folder with flash_all.sh and images/ (raw and
+# sparse images, anti_version.txt, crclist.txt, sparsecrclist.txt). Its images differ from the
+# ones flashed above, so the read-back of this phase also proves the refused flashes wrote nothing.
+# The package's sparse images leave DONT_CARE holes: there the partitions must keep what they held
+# before (system: system.raw from above; userdata: a pattern written before phase 2).
+t_pkg0=$(date +%s.%N)
+rom_name=marble_images_OS1.0.5.0.UMRCNXM_20240101.0000.00_14.0_cn
+rom_top=marble_images_OS1.0.5.0.UMRCNXM_14.0
+rom_dir="$work/rom/$rom_top"
+mkdir -p "$rom_dir/images" "$work/expect"
+read -r _ sys_size < <(part system)
+python3 - "$rom_dir/images" "$work/expect" "$work/system.raw" "$sys_size" "$ud_size" <<'PY'
+import os, random, struct, sys
+images, expect, system_raw, sys_size, ud_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+BLK = 4096
+
+def raw(name, size, seed):
+    data = random.Random(seed).randbytes(size)
+    open(os.path.join(images, name), "wb").write(data)
+    open(os.path.join(expect, name), "wb").write(data)
+
+def sparse(name, chunks, base, seed):
+    """Android sparse image v1.0 with RAW, FILL and DONT_CARE chunks (AOSP's sparse_format.h);
+    the expected partition is `base` with the chunks laid over it."""
+    r = random.Random(seed)
+    body, want, blocks = bytearray(), bytearray(base), 0
+    for kind, n, *arg in chunks:
+        at = blocks * BLK
+        if kind == "raw":
+            data = r.randbytes(n * BLK)
+            body += struct.pack("<HHII", 0xCAC1, 0, n, 12 + len(data)) + data
+            want[at:at + len(data)] = data
+        elif kind == "fill":
+            body += struct.pack("<HHII", 0xCAC2, 0, n, 16) + struct.pack("<I", arg[0])
+            want[at:at + n * BLK] = struct.pack("<I", arg[0]) * (n * BLK // 4)
+        else:  # dont-care: the device leaves these blocks alone
+            body += struct.pack("<HHII", 0xCAC3, 0, n, 12)
+        blocks += n
+    assert blocks * BLK <= len(base), name
+    head = struct.pack("<IHHHHIIII", 0xED26FF3A, 1, 0, 28, 12, BLK, blocks, len(chunks), 0)
+    open(os.path.join(images, name), "wb").write(head + body)
+    open(os.path.join(expect, name), "wb").write(want)
+
+raw("boot.img", 5 * 1024 * 1024 + 777, 11)   # over the 4 MiB split size, not a block multiple
+raw("dtbo.img", 512 * 1024, 12)
+raw("vbmeta.img", 4096, 13)
+raw("misc.img", 8192, 14)
+system_base = open(system_raw, "rb").read()[:sys_size]
+sparse("system.img", [("raw", 512), ("fill", 256, 0), ("raw", 256), ("dont-care", 512),
+                      ("fill", 128, 0x4D494649), ("raw", 384)], system_base, 15)
+ud_base = b"\xa5\x5a" * (ud_size // 2)
+sparse("userdata.img", [("raw", 64), ("dont-care", 256), ("fill", 128, 0xDEADBEEF), ("raw", 32)], ud_base, 16)
+PY
+echo 1 > "$rom_dir/images/anti_version.txt"
+(cd "$rom_dir/images" && "$MI_FLASH" crc boot.img dtbo.img vbmeta.img misc.img system.img userdata.img) > "$work/crc.out" \
+  || fail "mi-flash crc: $(cat "$work/crc.out")"
+# `mi-flash crc` prints both lists, each after a `#` comment line; keep the per-piece format.
+awk '/^CRC-LIST$/{on=1} /^#/{on=0} on' "$work/crc.out" > "$rom_dir/images/crclist.txt"
+awk '/^SPARSECRC-LIST$/{on=1} /^#/{on=0} on' "$work/crc.out" > "$rom_dir/images/sparsecrclist.txt"
+grep -q "^boot 0x" "$rom_dir/images/crclist.txt" && grep -q "^system 1 0x" "$rom_dir/images/sparsecrclist.txt" \
+  || fail "unexpected mi-flash crc output: $(cat "$work/crc.out")"
+{
+  cat <<'SH'
+fastboot $* getvar product 2>&1 | grep "^product: *marble"
+if [ $? -ne 0  ] ; then echo "Missmatching image and device"; exit 1; fi
+
+#check anti_version
+if [ -e $(dirname $0)/images/anti_version.txt ]; then
+CURRENT_ANTI_VER=`cat $(dirname $0)/images/anti_version.txt`
+fi
+if [ -z "$CURRENT_ANTI_VER" ]; then CURRENT_ANTI_VER=0; fi
+ver=`fastboot $* getvar anti 2>&1 | grep -oP "anti: \K[0-9]+"`
+if [ -z "$ver" ]; then ver=0; fi
+if [ $ver -gt $CURRENT_ANTI_VER ]; then echo "Current device antirollback version is greater than this pakcage"; exit 1; fi
+
+fastboot $* getvar crc 2>&1 | grep "^crc: 1"
+if [ $? -eq 0 ]; then
+fastboot $* flash crclist       `dirname $0`/images/crclist.txt
+if [ $? -ne 0 ] ; then echo "Flash crclist error"; exit 1; fi
+fastboot $* flash sparsecrclist `dirname $0`/images/sparsecrclist.txt
+if [ $? -ne 0 ] ; then echo "Flash sparsecrclist error"; exit 1; fi
+fi
+
+SH
+  for p in dtbo:dtbo.img vbmeta:vbmeta.img system:system.img misc:misc.img userdata:userdata.img boot:boot.img; do
+    printf 'fastboot $* flash %s `dirname $0`/images/%s\nif [ $? -ne 0 ] ; then echo "Flash %s error"; exit 1; fi\n' \
+      "${p%%:*}" "${p#*:}" "${p%%:*}"
+  done
+  printf 'fastboot $* reboot\nif [ $? -ne 0 ] ; then echo "Reboot error"; exit 1; fi\n'
+} > "$rom_dir/flash_all.sh"
+chmod +x "$rom_dir/flash_all.sh"
+# The archive as downloaded: the name ends in the first 10 hex digits of its own MD5.
+tar -C "$work/rom" -czf "$work/rom.tgz" "$rom_top"
+rom_tgz="$work/${rom_name}_$(md5sum "$work/rom.tgz" | cut -c1-10).tgz"
+mv "$work/rom.tgz" "$rom_tgz"
+out=$("$MI_FLASH" verify --rom "$rom_tgz") || fail "verify --rom: $out"
+grep -q "✓ md5-fragment" <<<"$out" || fail "verify --rom did not check the MD5 fragment: $out"
+grep -q "✓ crclist" <<<"$out" || fail "verify --rom did not check crclist.txt: $out"
+
+rom_flash() { mf flash --rom "$@" --yes --journal-dir "$work/journal"; }
+expect_refused() { # WHAT EXPECTED_MESSAGE ROM
+  local rc=0
+  out=$(rom_flash "$3" 2>&1) || rc=$?
+  [ "$rc" = 3 ] || fail "$1: expected exit code 3 (refused), got $rc: $out"
+  grep -qF "$2" <<<"$out" || fail "$1: the message does not say '$2': $out"
+  if grep -q "Sending" <<<"$out"; then fail "$1: something was sent: $out"; fi
+  say "$1: refused as expected: $(grep "^error:" <<<"$out")"
+}
+ucmd "setenv fastboot.anti 2" || fail "UCmd:setenv fastboot.anti 2"
+expect_eq "getvar anti (raised)" "$(mf getvar anti)" "anti: 2"
+expect_refused "flash --rom with anti 2" "anti-rollback index is 2 but this package's is 1" "$rom_tgz"
+ucmd "setenv fastboot.anti 1" || fail "UCmd:setenv fastboot.anti 1"
+ucmd "setenv fastboot.product cupid" || fail "UCmd:setenv fastboot.product cupid"
+# the extracted folder this time
+expect_refused "flash --rom on cupid" "this package is for marble, the phone is cupid" "$rom_dir"
+ucmd "setenv fastboot.product marble" || fail "UCmd:setenv fastboot.product marble"
+expect_eq "getvar product (restored)" "$(mf getvar product)" "product: marble"
+expect_eq "getvar anti (restored)" "$(mf getvar anti)" "anti: 1"
+t_pkg1=$(date +%s.%N)
 # ------------------------------------------------------------------------------------------------
 
 # A reboot really resets the VM; the boot command brings U-Boot straight back into fastboot.
@@ -273,5 +423,38 @@ assert d.count(d[:1]) == len(d), "userdata is not uniform after the erase"
 print(f"userdata: {len(d)} bytes, all 0x{d[0]:02x}", file=sys.stderr)
 PY
 
+# ---- 6. the package flashed for real ---------------------------------------------------------------
+# userdata gets its pattern again, so the package's DONT_CARE blocks there are visible.
+python3 -c 'import sys; sys.stdout.buffer.write(b"\xa5\x5a" * (int(sys.argv[1]) // 2))' "$ud_size" \
+  | dd of="$disk" bs=64K oflag=seek_bytes seek="$ud_start" conv=notrunc status=none
+mv "$work/console.log" "$work/console-1.log"
+start_qemu
+target="udp:127.0.0.1:$port"
+wait_fastboot 60
+t_rom0=$(date +%s.%N)
+# 4 MiB pieces: the sparse system image and the raw 5 MiB boot image both go out split.
+out=$(rom_flash "$rom_tgz" --max-download-size 4194304 2>&1) || fail "flash --rom: $out"
+t_rom1=$(date +%s.%N)
+sed 's/^/  | /' <<<"$out" >&2
+grep -q "Sending sparse 'system' in 2 pieces" <<<"$out" || fail "flash --rom did not split system: $out"
+grep -q "Sending sparse 'boot' in 2 pieces" <<<"$out" || fail "flash --rom did not split boot: $out"
+# U-Boot FAILs `getvar crc`: the two gated crclist/sparsecrclist flashes are skipped.
+[ "$(grep -c "skipped: only when" <<<"$out")" = 2 ] || fail "flash --rom should skip exactly the two crc-gated steps: $out"
+if grep -q "Sending '.*crclist'" <<<"$out"; then fail "flash --rom sent a CRC list to a phone that does not check them: $out"; fi
+grep -q "Finished: " <<<"$out" || fail "flash --rom did not finish: $out"
+# A finished flash leaves no resume journal behind.
+[ -z "$(find "$work/journal" -type f 2>/dev/null)" ] || fail "a resume journal was left: $(find "$work/journal" -type f)"
+# The script's final reboot reset the VM; U-Boot comes back into fastboot.
+sleep 0.5
+wait_fastboot 60
+starts=$(grep -c "Listening for fastboot command" "$work/console.log" || true)
+[ "$starts" -ge 2 ] || fail "the U-Boot console shows $starts start(s) of fastboot, expected a second one after the package's reboot"
+stop_qemu
+for p in boot dtbo vbmeta misc system userdata; do
+  check_part "$p" "$work/expect/$p.img"
+done
+# cust is not in the package: it still holds what was flashed in phase 1.
+check_part cust "$work/cust.raw"
+
 ended=$(date +%s)
-say "PASSED in $((ended - started)) s (tools $((t_tools - started)) s, U-Boot $((t_uboot - t_tools)) s, flashing $(python3 -c "print(f'{$t_flash1 - $t_flash0:.1f}')") s)"
+say "PASSED in $((ended - started)) s (tools $((t_tools - started)) s, U-Boot $((t_uboot - t_tools)) s, flashing $(python3 -c "print(f'{$t_flash1 - $t_flash0:.1f}')") s, package made and refused $(python3 -c "print(f'{$t_pkg1 - $t_pkg0:.1f}')") s, flash --rom $(python3 -c "print(f'{$t_rom1 - $t_rom0:.1f}')") s)"
