@@ -204,11 +204,19 @@ fn dir_unique() -> u64 {
 
 // ---- plans, logs, stores ----
 
-/// `mi-flash plan --rom ROM --mode MODE --json`, parsed.
+/// `mi-flash plan --rom ROM --mode MODE --json`, parsed (once per package and mode: each run
+/// verifies the whole package).
 pub fn plan(rom: &Path, mode: &str) -> Plan {
+    static PLANS: Mutex<BTreeMap<(PathBuf, String), Plan>> = Mutex::new(BTreeMap::new());
+    let key = (rom.to_path_buf(), mode.to_string());
+    if let Some(p) = PLANS.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return p.clone();
+    }
     let r = run(&["plan", "--rom", &s(rom), "--mode", mode, "--json"]);
     r.expect_code(0);
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("plan --json output does not parse: {e}\n{}", r.stdout))
+    let plan: Plan = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("plan --json output does not parse: {e}\n{}", r.stdout));
+    PLANS.lock().unwrap_or_else(|p| p.into_inner()).insert(key, plan.clone());
+    plan
 }
 
 /// Whether a step runs on a phone whose variables are `vars` (for `when` conditions).
