@@ -108,3 +108,10 @@ fn garbage_on_the_fourth_piece_of_super() {
 fn garbage_on_a_sparse_image_after_super() {
     fault_then_resume(Case { fault: "garbage-on=flash:cust", form: Form::Tgz, options: &[], step: STEP_CUST, partition: "cust", says: "not fastboot" });
 }
+
+#[test]
+fn stall_on_a_flash_times_out_with_the_write_timeout() {
+    // `flash:` may take long on a real phone: it is bounded by --write-timeout (never shorter
+    // than --timeout).
+    fault_then_resume(Case { fault: "stall-on=flash:cust", form: Form::Tgz, options: &["--timeout", "1", "--write-timeout", "2"], step: STEP_CUST, partition: "cust", says: "no answer from the device within 2s" });
+}

@@ -94,6 +94,13 @@ pub fn sample(form: Form, super_mib: u64, max_download_size: u64) -> Sample {
     let dir = base.join(format!("s{super_mib}-m{max_download_size}-{stamp}"));
     if !dir.join("complete").exists() {
         std::fs::create_dir_all(&base).expect("sample cache dir");
+        // Samples of earlier builds are not used again.
+        let prefix = format!("s{super_mib}-m{max_download_size}-");
+        for old in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            if old.file_name().to_string_lossy().starts_with(&prefix) && old.path() != dir {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
         let tmp = tempfile::tempdir_in(&base).expect("temp dir");
         let opts = SampleOptions { super_data: super_mib << 20, max_download_size, ..Default::default() };
         let pkg = write_sample_package(&tmp.path().join("tgz"), &opts).expect("sample package");
