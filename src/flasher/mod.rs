@@ -499,7 +499,8 @@ struct Cancellable<R> {
 impl<R: Read> Read for Cancellable<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by the user"));
+            // Not `ErrorKind::Interrupted`: `io::copy` and `read_exact` retry on that, forever.
+            return Err(std::io::Error::other("stopped by the user"));
         }
         self.inner.read(buf)
     }
