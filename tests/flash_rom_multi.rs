@@ -57,3 +57,20 @@ fn three_phones_one_fails_the_others_finish() {
     assert!(resumed.stdout.contains("resuming at step 21"), "{}", resumed.stdout);
     assert_store_matches(&sims[1].store, &sample.root, &plan, &vars);
 }
+
+#[test]
+fn a_phone_refused_before_writing_does_not_stop_the_others() {
+    let sample = sample(Form::Folder, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Sim::start(&s(&moonstone_profile(dir.path(), MIB, &[("serialno", "\"multi-ok\"")])), &dir.path().join("ok"), &[]);
+    let locked = moonstone_profile(dir.path(), MIB, &[("serialno", "\"multi-locked\""), ("unlocked", "false")]);
+    let locked = Sim::start(&s(&locked), &dir.path().join("locked"), &[]);
+    let r = run(&["-s", &ok.target(), "-s", &locked.target(), "flash", "--rom", &s(&sample.rom), "--yes", "--journal-dir", &s(&dir.path().join("j"))]);
+    // Refused is the worst outcome here, so it is the exit code.
+    r.expect_code(3);
+    assert!(!r.all().contains("Done."), "{}", r.all());
+    assert!(r.stdout.contains(&format!("  {}: OK (", ok.target())), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("  {}: FAILED: the phone's bootloader is locked", locked.target())), "{}", r.stdout);
+    assert_store_matches(&ok.store, &sample.root, &plan(&sample.rom, "clean"), &moonstone_vars());
+    assert!(writes(&locked.log()).is_empty(), "{:?}", locked.logged_commands());
+}

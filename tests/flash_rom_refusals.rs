@@ -178,3 +178,14 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn resume_without_an_unfinished_flash_is_refused() {
+    let sample = sample(Form::Folder, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = moonstone_profile(dir.path(), MIB, &[]);
+    let (r, log) = flash_in_process(&profile, &sample.rom, &dir.path().join("store"), &["--yes", "--resume"]);
+    r.expect_code(EXIT_REFUSED).expect_no_success_message();
+    assert!(r.stderr.contains("no unfinished flash of this package"), "{}", r.all());
+    assert_nothing_written(&log);
+}
