@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs mi-flash's USB tests through the real rusb -> libusb -> usbdevfs path, against a fake
 # phone: umockdev plus tests/usb/fake_device.py, which bridges every bulk transfer to
-# `mi-flash simulate`. No phone and no kernel USB support needed.
+# `mi-flash simulate`. No phone and no kernel USB support needed. Last, a whole sample ROM is
+# flashed over USB (`flash --rom`, fake phone profile tests/usb/fake-moonstone.toml) and the
+# simulator's partitions are compared with the package's images.
 #
 #   scripts/run-usb-tests.sh
 #
@@ -100,4 +102,61 @@ head -c $((3 * 1024 * 1024 + 512)) /dev/urandom > "$work/image.img"
 on_phone -s "usb:$serial" flash "$partition" "$work/image.img"
 cmp "$work/image.img" "$work/store/partitions/$partition.img" \
     || fail "the simulator's partitions/$partition.img differs from the image flashed over USB"
+
+# A whole ROM over USB: the sample package, with a split sparse super, on a fake moonstone.
+echo "== mi-flash -s usb:$serial flash --rom <sample package> --yes"
+sample=$("$MI_FLASH_BIN" sample-rom "$work/sample" --super-mib 4 --max-download-size 1M)
+mkdir -p "$work/sample-x"
+tar -xzf "$sample" -C "$work/sample-x"
+root=$(dirname "$(find "$work/sample-x" -name flash_all.sh | head -n 1)")
+"$MI_FLASH_BIN" plan --rom "$sample" --json > "$work/plan.json"
+out=$(MI_FLASH_SIM_PROFILE=tests/usb/fake-moonstone.toml MI_FLASH_SIM_STORE="$work/rom-store" timeout "$LIMIT" \
+    "$PYTHON" "$FAKE" -- "$MI_FLASH_BIN" -s "usb:$serial" flash --rom "$sample" --yes --journal-dir "$work/journal") \
+    || fail "flash --rom over USB failed: $out"
+echo "$out" | tail -n 3
+grep -q "Sending sparse 'super' in 5 pieces" <<<"$out" || fail "super was not sent in pieces over USB"
+grep -q "^Finished: 26 steps" <<<"$out" || fail "flash --rom over USB did not finish all 26 steps"
+# Every partition the plan writes holds its image (sparse images expanded), as in
+# tests/flash_rom_e2e.rs.
+"$PYTHON" - "$work/plan.json" "$root" "$work/rom-store" <<'EOF' || fail "the simulator's store differs from the sample package flashed over USB"
+import json, os, re, struct, sys
+
+plan, root, store = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+phone = {"crc": "1"}  # tests/usb/fake-moonstone.toml
+
+def expand(data):
+    if len(data) < 28 or struct.unpack_from("<I", data)[0] != 0xED26FF3A:
+        return data
+    _, _, _, file_hdr, chunk_hdr, bs, blocks, chunks, _ = struct.unpack_from("<IHHHHIIII", data)
+    out, off, pos = bytearray(bs * blocks), file_hdr, 0
+    for _ in range(chunks):
+        kind, _, count, total = struct.unpack_from("<HHII", data, off)
+        body, n = data[off + chunk_hdr:off + total], count * bs
+        if kind == 0xCAC1:
+            out[pos:pos + n] = body
+        elif kind == 0xCAC2:
+            out[pos:pos + n] = body[:4] * (n // 4)
+        pos, off = pos + n, off + total
+    return bytes(out)
+
+want = {}
+for step in plan["steps"]:
+    when = step.get("when")
+    if when and (re.search(when["matches"], f"{when['var']}: {phone.get(when['var'], '')}") is None) != when.get("negate", False):
+        continue
+    if step["op"] in ("flash", "erase"):
+        p = step["partition"]
+        targets = [p[:-3] + "_a", p[:-3] + "_b"] if p.endswith("_ab") else [p]
+        for t in targets:
+            want[t] = step.get("image") if step["op"] == "flash" else None
+bad = 0
+for target, image in sorted(want.items()):
+    got = open(os.path.join(store, "partitions", target + ".img"), "rb").read()
+    expected = expand(open(os.path.join(root, image), "rb").read()) if image else b""
+    if got != expected:
+        print(f"partition {target}: {len(got)} bytes, differs from {image} ({len(expected)} bytes expanded)")
+        bad += 1
+print(f"{len(want) - bad} of {len(want)} partitions hold their images")
+sys.exit(1 if bad else 0)
+EOF
 echo "run-usb-tests: all USB tests passed"

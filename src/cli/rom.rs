@@ -434,7 +434,15 @@ fn flash_error(e: FlashError) -> CliError {
         FlashError::Cancelled { .. } => EXIT_CANCELLED,
         _ => EXIT_FLASH_FAILED,
     };
-    let hint = e.hint();
+    let mut hint = e.hint();
+    // Something was written: the journal lets the user continue instead of starting over.
+    if let FlashError::Step { index, .. } = &e {
+        let resume = format!("to continue from step {index}, run the same command with --resume");
+        hint = Some(match hint {
+            Some(h) => format!("{h}; {resume}"),
+            None => resume,
+        });
+    }
     let mut err = CliError::new(e.to_string()).code(code);
     err.hint = hint;
     err

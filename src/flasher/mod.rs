@@ -160,6 +160,11 @@ fn size_names(partition: &str) -> Vec<String> {
     }
 }
 
+/// Xiaomi's CRC-list pseudo-partitions, flashed before the images they describe.
+fn is_crc_list(partition: &str) -> bool {
+    matches!(partition, "crclist" | "sparsecrclist")
+}
+
 /// Reads the phone and decides everything; writes nothing.
 pub fn prepare(
     client: &mut FastbootClient,
@@ -399,12 +404,21 @@ pub fn prepare(
                 Some("run the command without --resume to flash from the start"),
             ));
         }
+        // The CRC lists are the phone's state, not partitions: a phone that rebooted since has
+        // forgotten them, and one that did not still counts the pieces of the image that was
+        // cut short. Sending them again makes it check the resumed images from their first
+        // piece.
+        let crc_list = |i: usize| matches!(&job.plan.steps[i].action, Action::Flash(f) if is_crc_list(&f.partition));
         for (i, d) in decisions.iter_mut().enumerate() {
-            if j.done.contains(&(i + 1)) && *d == Decision::Run {
+            if j.done.contains(&(i + 1)) && *d == Decision::Run && !crc_list(i) {
                 *d = Decision::Skip("done before (resumed)".into());
             }
         }
-        resumed_from = decisions.iter().position(|d| *d == Decision::Run).map(|i| i + 1);
+        resumed_from = decisions
+            .iter()
+            .enumerate()
+            .position(|(i, d)| *d == Decision::Run && !(crc_list(i) && j.done.contains(&(i + 1))))
+            .map(|i| i + 1);
         check("resume", true, format!("continuing at step {}", resumed_from.unwrap_or(decisions.len() + 1)));
     } else if let Some(dir) = &opts.journal_dir {
         let store = JournalStore::new(dir.clone());
@@ -485,7 +499,8 @@ struct Cancellable<R> {
 impl<R: Read> Read for Cancellable<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by the user"));
+            // Not `ErrorKind::Interrupted`: `io::copy` and `read_exact` retry on that, forever.
+            return Err(std::io::Error::other("stopped by the user"));
         }
         self.inner.read(buf)
     }

@@ -2,6 +2,8 @@
 //! and stop it afterwards, find Debian's tools, make test images.
 #![allow(dead_code)]
 
+pub mod rom;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,114 @@
+//! `mi-flash flash --rom` end to end against the simulated phone, over TCP (a `mi-flash
+//! simulate` process) and in-process (`-s sim:PROFILE`): the sample package as .tgz, folder
+//! and .zip, and packages built around real Xiaomi scripts (A/B piano, old non-A/B oxygen,
+//! MediaTek cereus in lock mode). Afterwards every partition the plan writes is byte-identical
+//! to its image (sparse images expanded), and the simulator's log shows the plan's operations
+//! in the plan's order.
+
+mod common;
+use common::rom::*;
+use common::Sim;
+use std::collections::HashMap;
+use std::path::Path;
+
+const MIB: u64 = 1 << 20;
+
+/// Flashes `rom` with `target` args, then checks exit, store and log against the plan.
+fn flash_and_check(target: &[String], store: &Path, rom: &Path, root: &Path, mode: &str, vars: &HashMap<&str, &str>) -> Run {
+    let journal = tempfile::tempdir().unwrap();
+    let before = log_len(store);
+    let mut args: Vec<String> = target.to_vec();
+    args.extend(["flash", "--rom", &s(rom), "--mode", mode, "--yes", "--journal-dir", &s(journal.path())].map(String::from));
+    let r = run(&args);
+    r.expect_code(0);
+    assert!(r.stdout.contains("Finished:"), "{}", r.stdout);
+    let plan = plan(rom, mode);
+    let log = read_log(store, before);
+    assert_eq!(logged_ops(&log), expected_ops(&plan, vars), "the phone's log does not follow the plan");
+    let compared = assert_store_matches(store, root, &plan, vars);
+    assert!(compared >= 10, "only {compared} partitions compared");
+    // The journal of a finished flash is removed.
+    assert_eq!(std::fs::read_dir(journal.path()).map(|d| d.count()).unwrap_or(0), 0, "a journal was left behind");
+    r
+}
+
+fn pieces_of(store: &Path, partition: &str) -> usize {
+    read_log(store, 0).iter().filter(|e| e["cmd"] == format!("flash:{partition}") && e["result"] == "OKAY").count()
+}
+
+#[test]
+fn sample_tgz_over_tcp_with_split_super() {
+    let sample = sample(Form::Tgz, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = moonstone_profile(dir.path(), MIB, &[]);
+    let sim = Sim::start(&s(&profile), &dir.path().join("store"), &[]);
+    let root = extract_tgz(&sample.rom, &dir.path().join("extracted"));
+    let r = flash_and_check(&["-s".into(), sim.target()], &sim.store, &sample.rom, &root, "clean", &moonstone_vars());
+    assert!(r.stdout.contains("Done."), "{}", r.stdout);
+    assert!(pieces_of(&sim.store, "super") >= 4, "super was not split: {:?}", sim.logged_commands());
+    assert!(r.stdout.contains("Sending sparse 'super' in"), "{}", r.stdout);
+}
+
+#[test]
+fn default_sample_folder_in_process_on_builtin_moonstone() {
+    let sample = sample(Form::Folder, 18, mi_flash::sparse::NEW_SPARSE_CRC_SPLIT);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let target = ["-s".into(), "sim:moonstone".into(), "--sim-store".into(), s(&store)];
+    flash_and_check(&target, &store, &sample.rom, &sample.root, "clean", &moonstone_vars());
+}
+
+#[test]
+fn sample_zip_in_process_keep_data() {
+    let sample = sample(Form::Zip, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = moonstone_profile(dir.path(), MIB, &[]);
+    let store = dir.path().join("store");
+    let target = ["-s".into(), format!("sim:{}", s(&profile)), "--sim-store".into(), s(&store)];
+    flash_and_check(&target, &store, &sample.rom, &sample.root, "keep-data", &moonstone_vars());
+    // flash_all_except_storage leaves user data alone.
+    assert!(!store.join("partitions/userdata.img").exists());
+    assert!(pieces_of(&store, "super") >= 4);
+}
+
+#[test]
+fn piano_ab_script_as_tgz_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pkg) = fixture_package(&PIANO, &dir.path().join("pkg")) else { return };
+    let tgz = dir.path().join("piano_images_V14.0.1.0.TEST_20240101.0000.00_14.0_cn.tgz");
+    tgz_folder(&pkg.root, &tgz);
+    let sim = Sim::start(&s(&pkg.profile), &dir.path().join("store"), &[]);
+    flash_and_check(&["-s".into(), sim.target()], &sim.store, &tgz, &pkg.root, "clean", &pkg.vars);
+    let cmds = sim.logged_commands();
+    assert!(cmds.iter().any(|c| c == "flash:boot_ab") && cmds.iter().any(|c| c == "set_active:a"), "{cmds:?}");
+    assert!(pieces_of(&sim.store, "super") >= 3, "super was not split: {cmds:?}");
+    assert!(pieces_of(&sim.store, "modem_ab") >= 2, "the large raw image was not split: {cmds:?}");
+}
+
+#[test]
+fn oxygen_non_ab_script_folder_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pkg) = fixture_package(&OXYGEN, &dir.path().join("pkg")) else { return };
+    let store = dir.path().join("store");
+    let target = ["-s".into(), format!("sim:{}", s(&pkg.profile)), "--sim-store".into(), s(&store)];
+    flash_and_check(&target, &store, &pkg.root, &pkg.root, "clean", &pkg.vars);
+    assert!(pieces_of(&store, "system") >= 3);
+    // sbl1 and its backup come from one image.
+    assert_eq!(std::fs::read(store.join("partitions/sbl1.img")).unwrap(), std::fs::read(store.join("partitions/sbl1bak.img")).unwrap());
+}
+
+#[test]
+fn cereus_mediatek_lock_script_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pkg) = fixture_package(&CEREUS, &dir.path().join("pkg")) else { return };
+    let sim = Sim::start(&s(&pkg.profile), &dir.path().join("store"), &[]);
+    let r = flash_and_check(&["-s".into(), sim.target()], &sim.store, &pkg.root, &pkg.root, "lock", &pkg.vars);
+    assert!(r.stdout.contains("relock the bootloader"), "{}", r.stdout);
+    let cmds = sim.logged_commands();
+    let lock = cmds.iter().position(|c| c == "oem lock").expect("oem lock was sent");
+    assert!(cmds[lock + 1..].iter().all(|c| !c.starts_with("flash:") && !c.starts_with("download:")), "writes after the relock: {cmds:?}");
+    assert!(pieces_of(&sim.store, "system") >= 3);
+    // The phone is locked now (the simulator serves the next connection in its new state).
+    let r = run(&["-s", &sim.target(), "getvar", "unlocked"]);
+    assert!(r.all().contains("no"), "{}", r.all());
+}
