@@ -5,6 +5,7 @@
 pub mod device;
 pub mod fault;
 pub mod profile;
+pub mod recovery;
 pub mod store;
 
 pub use device::{Hangup, SimDevice, SimOptions};
@@ -69,22 +70,7 @@ impl std::str::FromStr for ListenSpec {
 /// Serves connections one at a time, until the process is killed. Prints
 /// `listening on tcp:HOST:PORT` as the first line on stdout once the socket is bound.
 pub fn serve_tcp(spec: &ListenSpec, device: &mut SimDevice) -> std::io::Result<()> {
-    let ListenSpec::Tcp { host, port } = spec;
-    let listener = TcpListener::bind((host.as_str(), *port))?;
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        eprintln!(
-            "warning: the simulator listens on {} which other machines can reach; use 127.0.0.1 unless that is what you want",
-            addr.ip()
-        );
-    }
-    let shown = match addr.ip() {
-        IpAddr::V6(ip) => format!("[{ip}]"),
-        IpAddr::V4(ip) => ip.to_string(),
-    };
-    let mut out = std::io::stdout();
-    writeln!(out, "listening on tcp:{shown}:{}", addr.port())?;
-    out.flush()?;
+    let (listener, _) = bind_announced(spec)?;
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -106,6 +92,29 @@ pub fn serve_tcp(spec: &ListenSpec, device: &mut SimDevice) -> std::io::Result<(
         }
     }
     Ok(())
+}
+
+/// Binds the listening socket and prints `listening on tcp:HOST:PORT` (the real port) as the
+/// first line on stdout. Returns the listener and that address.
+pub(crate) fn bind_announced(spec: &ListenSpec) -> std::io::Result<(TcpListener, String)> {
+    let ListenSpec::Tcp { host, port } = spec;
+    let listener = TcpListener::bind((host.as_str(), *port))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: the simulator listens on {} which other machines can reach; use 127.0.0.1 unless that is what you want",
+            addr.ip()
+        );
+    }
+    let shown = match addr.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let address = format!("tcp:{shown}:{}", addr.port());
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {address}")?;
+    out.flush()?;
+    Ok((listener, address))
 }
 
 /// Builds a simulated device from a profile spec (file path or built-in name).

@@ -3,8 +3,9 @@
 //! Keys, all optional except `product`: `product`, `serialno`, `unlocked`, `anti`, `crc`,
 //! `slot-count`, `current-slot`, `max-download-size`, `is-userspace`, and a `[partitions]`
 //! table of `name = size-in-bytes`. Extensions: `secure`, `version-bootloader`,
-//! `version-baseband`, `hw-revision`, `security-patch-level`, and a `[vars]` table of extra
-//! `getvar` answers.
+//! `version-baseband`, `hw-revision`, `security-patch-level`, a `[vars]` table of extra
+//! `getvar` answers, and a `[recovery]` table for the simulated Mi Recovery
+//! ([`super::recovery::RecoveryProfile`]).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct Profile {
     pub partitions: Option<BTreeMap<String, u64>>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub recovery: super::recovery::RecoveryProfile,
 }
 
 fn default_serial() -> String {
