@@ -2,6 +2,7 @@
 //! module that prints for the user or knows about terminals.
 
 mod commands;
+mod rescue;
 mod target;
 mod usb;
 
@@ -114,6 +115,13 @@ pub enum Cmd {
     },
     /// Run a simulated Xiaomi phone that fastboot clients (mi-flash, AOSP fastboot) can use.
     Simulate(commands::SimulateArgs),
+    /// Talk to a phone in Mi Recovery ("Connect with MIAssistant"): read it, factory reset,
+    /// reboot.
+    Recovery(rescue::RecoveryArgs),
+    /// A step-by-step guide for a phone you cannot get into (English / Bahasa Indonesia).
+    Rescue(rescue::RescueArgs),
+    /// Check this computer: USB access, udev rule or driver, disk space, state directory.
+    Doctor(rescue::DoctorArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

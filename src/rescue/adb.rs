@@ -429,6 +429,8 @@ impl AdbLink {
             let m = match self.recv(Some(left)) {
                 Ok(m) => m,
                 Err(AdbError::Transport(TransportError::Timeout(_))) => return Err(TransportError::Timeout(timeout).into()),
+                // A phone that answered a whole line and then went away (reboot) has answered.
+                Err(e) if e.is_disconnect() && reply.ends_with(b"\n") => return Ok(reply),
                 Err(e) => return Err(e),
             };
             if m.arg1 != local {
@@ -442,7 +444,11 @@ impl AdbLink {
                     // Some devices write before their OKAY; the writer's id is in arg0 anyway.
                     let peer = *remote.get_or_insert(m.arg0);
                     reply.extend_from_slice(&m.payload);
-                    self.send(&Message::okay(local, peer))?;
+                    // The phone may already be gone (reboot); what it wrote is still read.
+                    match self.send(&Message::okay(local, peer)) {
+                        Err(e) if !e.is_disconnect() => return Err(e),
+                        _ => {}
+                    }
                 }
                 (Command::Okay, Some(_)) => {}
                 (Command::Clse, Some(_)) => return Ok(reply),
