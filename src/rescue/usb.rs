@@ -249,8 +249,6 @@ impl AdbUsbTransport {
     fn open(c: &AdbCandidate, name: String) -> Result<AdbUsbTransport, TransportError> {
         let what = format!("opening {name}");
         let handle = c.device.open().map_err(|e| map_usb_error(e, &what, None))?;
-        // Linux: a kernel driver rarely binds to ADB, but detach it if one did.
-        let _ = handle.set_auto_detach_kernel_driver(true);
         handle
             .claim_interface(c.interface)
             .map_err(|e| map_usb_error(e, &format!("claiming the ADB interface of {name}"), None))?;
