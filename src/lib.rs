@@ -8,6 +8,8 @@
 pub mod sparse;
 pub mod transport;
 pub mod fastboot;
+pub mod flasher;
+pub mod rom;
 pub mod sim;
 pub mod rescue;
 pub mod cli;

@@ -9,9 +9,11 @@
 
 mod common;
 use common::{require_tool, write_profile};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// libusb busy-waits on umockdev's fake device nodes: one emulated phone at a time.
 static USB: Mutex<()> = Mutex::new(());
@@ -53,9 +55,35 @@ fn clean(mut c: Command) -> Command {
     c
 }
 
+/// How long one emulated run may take (libusb busy-waits under umockdev; CI machines are slow).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `c` with its output in files, not pipes: a helper process left behind by a crashed
+/// fake phone must not keep the test waiting for the end of a pipe. Killed after [`RUN_LIMIT`].
 fn run(c: Command) -> Output {
     let mut c = c;
-    c.stdin(Stdio::null()).output().expect("start the emulation")
+    let out = tempfile::tempfile().expect("temp file");
+    let err = tempfile::tempfile().expect("temp file");
+    let (out_read, err_read) = (out.try_clone().expect("dup"), err.try_clone().expect("dup"));
+    let mut child = c.stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("start the emulation");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the emulation") {
+            break status;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{c:?} did not finish within {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |mut f: std::fs::File| {
+        let mut buf = Vec::new();
+        f.seek(SeekFrom::Start(0)).and_then(|_| f.read_to_end(&mut buf)).expect("read the output");
+        buf
+    };
+    Output { status, stdout: read(out_read), stderr: read(err_read) }
 }
 
 /// `mi-flash devices --json` with these static device descriptions.

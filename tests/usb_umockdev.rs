@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use mi_flash::fastboot::FastbootClient;
 use mi_flash::transport::usb::{list_fastboot_devices, UsbOptions, UsbTransport};
 use mi_flash::transport::{Transport, TransportError};
 
@@ -19,6 +20,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 struct FakePhone {
     serial: String,
     store: PathBuf,
+    urb_log: PathBuf,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -33,7 +35,18 @@ fn fake_phone() -> Option<FakePhone> {
     }
     let serial = std::env::var("MI_FLASH_FAKE_USB_SERIAL").expect("fake_device.py sets MI_FLASH_FAKE_USB_SERIAL");
     let store = std::env::var_os("MI_FLASH_FAKE_USB_STORE").expect("fake_device.py sets MI_FLASH_FAKE_USB_STORE");
-    Some(FakePhone { serial, store: PathBuf::from(store), _lock: lock })
+    let urb_log = std::env::var_os("MI_FLASH_FAKE_USB_URB_LOG").expect("fake_device.py sets MI_FLASH_FAKE_USB_URB_LOG");
+    Some(FakePhone { serial, store: PathBuf::from(store), urb_log: PathBuf::from(urb_log), _lock: lock })
+}
+
+impl FakePhone {
+    /// Bulk URBs the fake phone completed so far, one `OUT len status` / `IN buflen actual
+    /// status` line each.
+    fn urbs(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.urb_log)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.urb_log.display()));
+        text.lines().map(str::to_string).collect()
+    }
 }
 
 /// One response packet as text.
@@ -112,7 +125,13 @@ fn open_selects_by_serial_and_rejects_unknown_serials() {
 fn getvar_product_round_trip() {
     let Some(phone) = fake_phone() else { return };
     let mut t = UsbTransport::open(Some(&phone.serial)).expect("open");
+    let before = phone.urbs().len();
     let r = command(&mut t, "getvar:product");
+    // One OUT transfer with the command; one IN transfer offering at least 256 bytes in whole
+    // 512-byte packets.
+    let urbs = phone.urbs();
+    assert_eq!(urbs[before], "OUT 14 0");
+    assert_eq!(urbs[before + 1], format!("IN 512 {} 0", r.len()));
     let product = r.strip_prefix("OKAY").unwrap_or_else(|| panic!("getvar:product answered {r:?}"));
     assert!(!product.is_empty(), "empty product name");
     if let Ok(expected) = std::env::var("MI_FLASH_USB_TEST_PRODUCT") {
@@ -140,13 +159,18 @@ fn small_read_buffers_get_the_response_in_pieces() {
     assert_eq!(command(&mut t, "getvar:product"), expected);
 }
 
-/// download + flash of `data` over `t`, then the simulator's store must hold exactly `data`.
+/// download + flash of `data` over `t`, then the simulator's store must hold exactly `data`,
+/// and the data must have gone out as bulk transfers of the transport's chunk size.
 fn flash_and_check_store(t: &mut UsbTransport, phone: &FakePhone, data: &[u8]) {
     let partition = partition_under_test();
     let r = command(t, &format!("download:{:08x}", data.len()));
     assert_eq!(r, format!("DATA{:08x}", data.len()));
+    let before = phone.urbs().len();
     // One call: the transport cuts it into bulk transfers of its chunk size.
     t.write(data).expect("data phase");
+    let chunk = t.max_write_chunk();
+    let expected: Vec<String> = data.chunks(chunk).map(|c| format!("OUT {} 0", c.len())).collect();
+    assert_eq!(phone.urbs()[before..], expected[..], "bulk OUT transfers of the data phase");
     let r = final_response(t, "download data");
     assert!(r.starts_with("OKAY"), "download answered {r:?}");
     let r = command(t, &format!("flash:{partition}"));
@@ -172,6 +196,26 @@ fn smaller_chunks_carry_the_same_bytes() {
     let mut t = UsbTransport::open_with(Some(&phone.serial), options).expect("open");
     assert_eq!(t.max_write_chunk(), 256 * 1024);
     flash_and_check_store(&mut t, &phone, &pseudo_random(1024 * 1024 + 17, 0x0dd_c0ffee));
+}
+
+#[test]
+fn fastboot_client_over_usb_downloads_and_reads_back() {
+    let Some(phone) = fake_phone() else { return };
+    let t = UsbTransport::open(Some(&phone.serial)).expect("open");
+    let mut client = FastbootClient::new(Box::new(t)).with_timeouts(ANSWER_TIMEOUT, ANSWER_TIMEOUT);
+    assert_eq!(client.describe(), format!("usb:{}", phone.serial));
+    let product = client.getvar("product").expect("getvar product");
+    if let Ok(expected) = std::env::var("MI_FLASH_USB_TEST_PRODUCT") {
+        assert_eq!(product, expected);
+    }
+    // 1.5 MiB + 100: the upload's data phase ends with a short read smaller than a packet.
+    let data = pseudo_random(3 * 512 * 1024 + 100, 0xfeed_beef);
+    client.download(&data).expect("download");
+    let back = client.upload().expect("upload of the staged data");
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "uploaded bytes differ from the downloaded ones");
+    // The session goes on normally after the data phases.
+    assert_eq!(client.getvar("product").expect("getvar after upload"), product);
 }
 
 #[test]

@@ -85,6 +85,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
             println!("OKAY");
             Ok(())
         }
+        Cmd::Crc { images, max_download_size } => crc(&images, max_download_size),
         Cmd::Simulate(args) => simulate(args),
         Cmd::Recovery(args) => super::rescue::recovery(args, ctx),
         Cmd::Rescue(args) => super::rescue::rescue(args, ctx),
@@ -119,7 +120,8 @@ struct DeviceRow {
 impl DeviceRow {
     /// A fastboot row that could not be asked anything.
     fn unprobed(serial: String, problem: String) -> DeviceRow {
-        let (mode, next) = (crate::rescue::PhoneMode::Bootloader, super::rescue::mode_hint(crate::rescue::PhoneMode::Bootloader));
+        let mode = PhoneMode::Bootloader;
+        let next = super::rescue::mode_hint(mode);
         DeviceRow {
             serial,
             transport: "usb".into(),
@@ -139,10 +141,12 @@ fn yes(v: Option<String>) -> Option<bool> {
     v.map(|s| matches!(s.as_str(), "yes" | "true" | "1"))
 }
 
+/// `serial` is what `-s` accepts for this phone; for USB that is the USB serial, which is what
+/// the row shows even if the bootloader's `serialno` differs.
 fn probe(client: &mut FastbootClient, serial: String, transport: &str) -> DeviceRow {
     let mut get = |n: &str| client.getvar_opt(n).ok().flatten();
     let product = get("product");
-    let serial = get("serialno").unwrap_or(serial);
+    let serial = if transport == "usb" { serial } else { get("serialno").unwrap_or(serial) };
     let unlocked = yes(get("unlocked"));
     let anti = get("anti").and_then(|a| a.parse().ok());
     let current_slot = get("current-slot").map(|s| s.trim_start_matches('_').to_string());
@@ -270,7 +274,7 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn human_size(n: u64) -> String {
+pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -381,7 +385,14 @@ fn flash_one(ctx: &Context, partition: &str, file: &std::path::Path) -> Result<(
             ImageEvent::Progress { .. } => {}
         }
     })
-    .map_err(|e| e.into_cli(partition, file))?;
+    .map_err(|e| {
+        let hint = e.hint();
+        let err = CliError::new(e.to_string());
+        match hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    })?;
     println!(
         "Finished: {} ({}) written to '{}' in {:.1}s",
         file.display(),
@@ -400,4 +411,50 @@ fn simulate(args: SimulateArgs) -> Result<(), CliError> {
     let (mut dev, _name) = sim::build(&args.profile, &args.store, options).map_err(CliError::new)?;
     sim::serve_tcp(&args.listen, &mut dev)
         .map_err(|e| CliError::new(format!("cannot serve on {:?}: {e}", args.listen)).hint("choose another port, or port 0 for a free one"))
+}
+
+/// The partition a list names an image by: its file name without `.img`.
+fn partition_of(path: &std::path::Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.strip_suffix(".img").map(str::to_string).unwrap_or(name)
+}
+
+fn crc(images: &[PathBuf], max_download: Option<u64>) -> Result<(), CliError> {
+    use crate::sparse::{self, ScanOptions, NEW_SPARSE_CRC_SPLIT, OLD_SPARSE_CRC_SPLIT};
+    let new_split = max_download.unwrap_or(NEW_SPARSE_CRC_SPLIT);
+    let old_split = max_download.unwrap_or(OLD_SPARSE_CRC_SPLIT);
+    let mut raw = Vec::new();
+    let mut new_fmt = Vec::new();
+    let mut old_fmt = Vec::new();
+    for path in images {
+        let scan = |split| {
+            let f = std::fs::File::open(path)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(split) };
+            sparse::scan(std::io::BufReader::with_capacity(1 << 20, f), &opts)
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
+        };
+        let name = partition_of(path);
+        let s = scan(new_split)?;
+        if s.layout.is_sparse() {
+            let crcs = s.piece_crcs.as_ref().map(|p| p.crcs.clone()).unwrap_or_default();
+            let list: Vec<String> = crcs.iter().map(|c| sparse::python_hex(*c)).collect();
+            new_fmt.push(format!("{name} {} {}", crcs.len(), list.join(" ")));
+            let old = if old_split == new_split { None } else { Some(scan(old_split)?) };
+            let old_pieces = old.as_ref().unwrap_or(&s).piece_crcs.as_ref().map(|p| p.crcs.len()).unwrap_or(0);
+            let data_crc = s.data_crc.unwrap_or(0);
+            old_fmt.push(format!("{name} {} {old_pieces}", sparse::python_hex(data_crc)));
+        } else {
+            raw.push(format!("{name} {}", sparse::python_hex(s.file_crc.unwrap_or(0))));
+        }
+    }
+    println!("# crclist.txt (raw images: CRC-32 of the whole file)");
+    println!("CRC-LIST");
+    raw.iter().for_each(|l| println!("{l}"));
+    println!("# sparsecrclist.txt, per-piece format, pieces of at most {new_split} bytes");
+    println!("SPARSECRC-LIST");
+    new_fmt.iter().for_each(|l| println!("{l}"));
+    println!("# sparsecrclist.txt, old format (one CRC, piece count for {old_split}-byte pieces)");
+    old_fmt.iter().for_each(|l| println!("{l}"));
+    Ok(())
 }

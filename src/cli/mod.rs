@@ -2,6 +2,7 @@
 //! module that prints for the user or knows about terminals.
 
 mod commands;
+mod progress;
 mod rescue;
 mod target;
 mod usb;
@@ -74,6 +75,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "MI_FLASH_SIM_STORE", value_name = "DIR")]
     pub sim_store: Option<PathBuf>,
 
+    /// Bytes per USB bulk transfer (16K to 16M; default 1M). Smaller values help some USB
+    /// controllers that misbehave with large transfers.
+    #[arg(long, global = true, value_parser = crate::transport::usb::parse_chunk_size, value_name = "SIZE")]
+    pub usb_chunk_size: Option<usize>,
+
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -113,6 +119,16 @@ pub enum Cmd {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print the CRC lists Xiaomi packages carry (crclist.txt, sparsecrclist.txt in both
+    /// formats) for these images.
+    Crc {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Split size the piece CRCs assume (default: what Xiaomi's generators use, 768 MiB for
+        /// the per-piece format and 512 MiB for the old one). Hex with 0x, or decimal.
+        #[arg(long, value_parser = parse_size_arg, value_name = "BYTES")]
+        max_download_size: Option<u64>,
+    },
     /// Run a simulated Xiaomi phone that fastboot clients (mi-flash, AOSP fastboot) can use.
     Simulate(commands::SimulateArgs),
     /// Talk to a phone in Mi Recovery ("Connect with MIAssistant"): read it, factory reset,
@@ -122,6 +138,21 @@ pub enum Cmd {
     Rescue(rescue::RescueArgs),
     /// Check this computer: USB access, udev rule or driver, disk space, state directory.
     Doctor(rescue::DoctorArgs),
+}
+
+/// A byte count: decimal, hex with 0x, or with a K/M/G suffix (powers of 1024).
+pub fn parse_size_arg(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    crate::fastboot::codec::parse_size(num)
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a size (bytes, 0x hex, or with K/M/G)"))
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +179,7 @@ pub fn main() -> i32 {
             response_timeout: Duration::from_secs(cli.timeout.max(1)),
             write_timeout: Duration::from_secs(cli.write_timeout.max(1)),
             sim_store: cli.sim_store.clone(),
+            usb_chunk_size: cli.usb_chunk_size,
         },
     };
     match commands::run(cli.command, &ctx) {

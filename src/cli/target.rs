@@ -58,6 +58,7 @@ pub struct ConnectOptions {
     pub response_timeout: Duration,
     pub write_timeout: Duration,
     pub sim_store: Option<PathBuf>,
+    pub usb_chunk_size: Option<usize>,
 }
 
 /// Where `-s sim:NAME` keeps its partitions when no `--sim-store` is given: the user's state
@@ -93,7 +94,7 @@ pub fn open_link(target: &Target, opts: &ConnectOptions) -> Result<Box<dyn Trans
             log::info!("simulated phone {profile}: store {}", store.display());
             Ok(Box::new(handle.connect()))
         }
-        Target::Usb(serial) => super::usb::open(serial.as_deref()),
+        Target::Usb(serial) => super::usb::open(serial.as_deref(), opts.usb_chunk_size),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The CLI's view of USB: list fastboot phones and open one, with errors that say what to do.
 
 use super::CliError;
-use crate::transport::usb::{list_fastboot_devices, UsbDeviceInfo, UsbTransport};
+use crate::transport::usb::{list_fastboot_devices, UsbDeviceInfo, UsbOptions, UsbTransport};
 use crate::transport::Transport;
 
 /// Every fastboot phone on USB, listable or not (a phone mi-flash may not open still shows).
@@ -14,10 +14,14 @@ pub fn list() -> Result<Vec<String>, CliError> {
     Ok(devices()?.iter().map(|d| d.id()).collect())
 }
 
-pub fn open(serial: Option<&str>) -> Result<Box<dyn Transport>, CliError> {
+pub fn open(serial: Option<&str>, chunk_size: Option<usize>) -> Result<Box<dyn Transport>, CliError> {
     let what = match serial {
         Some(s) => format!("cannot open the USB phone {s}"),
         None => "cannot open the USB phone".to_string(),
     };
-    UsbTransport::open(serial).map(|t| Box::new(t) as Box<dyn Transport>).map_err(|e| CliError::from_transport(&what, e))
+    let mut options = UsbOptions::default();
+    if let Some(n) = chunk_size {
+        options = options.with_chunk_size(n).map_err(|e| CliError::from_transport("--usb-chunk-size", e))?;
+    }
+    UsbTransport::open_with(serial, options).map(|t| Box::new(t) as Box<dyn Transport>).map_err(|e| CliError::from_transport(&what, e))
 }

@@ -8,7 +8,7 @@
 use super::codec::{Command, RebootTarget, Response, MAX_RESPONSE_LEN};
 use super::FastbootError;
 use crate::transport::Transport;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 /// A line the device printed while working on a command.
@@ -167,6 +167,20 @@ impl FastbootClient {
         len: u32,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), FastbootError> {
+        self.download_with(len, progress, &mut |sink| {
+            std::io::copy(&mut src.take(len as u64), sink).map(drop)
+        })
+    }
+
+    /// Downloads `len` bytes that `produce` writes into the sink it is given (for example the
+    /// pieces of a split sparse image, generated on the fly). The sink sends large packets
+    /// and never a zero-length one; `produce` must write exactly `len` bytes.
+    pub fn download_with(
+        &mut self,
+        len: u32,
+        progress: &mut dyn FnMut(u64),
+        produce: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), FastbootError> {
         let cmd = Command::Download(len);
         if len == 0 {
             return Err(FastbootError::Unexpected {
@@ -195,18 +209,24 @@ impl FastbootClient {
             }
             Response::Info(_) | Response::Text(_) => unreachable!("read_final passes INFO/TEXT on"),
         }
-        let chunk = self.link.max_write_chunk().max(1);
-        let mut buf = vec![0u8; chunk.min(len as usize)];
-        let mut sent: u64 = 0;
-        while sent < len as u64 {
-            let want = ((len as u64 - sent) as usize).min(buf.len());
-            src.read_exact(&mut buf[..want]).map_err(|e| FastbootError::Source {
+        let chunk = self.link.max_write_chunk().clamp(1, 16 << 20).min(len as usize);
+        let mut sink = DataSink { link: &mut *self.link, buf: Vec::with_capacity(chunk), chunk, sent: 0, limit: len as u64, failed: None, progress };
+        let produced = produce(&mut sink).and_then(|_| sink.flush());
+        let (sent, failed) = (sink.sent, sink.failed.take());
+        if let Some(e) = failed {
+            return Err(FastbootError::transport(&cmd, e));
+        }
+        if let Err(e) = produced {
+            return Err(FastbootError::Source { command: cmd.to_string(), source: e });
+        }
+        if sent != len as u64 {
+            return Err(FastbootError::Source {
                 command: cmd.to_string(),
-                source: e,
-            })?;
-            self.link.write(&buf[..want]).map_err(|e| FastbootError::transport(&cmd, e))?;
-            sent += want as u64;
-            progress(sent);
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the image gave {sent} of the {len} bytes announced"),
+                ),
+            });
         }
         match self.read_final(&cmd, self.response_timeout)? {
             Response::Okay(_) => Ok(()),
@@ -290,6 +310,57 @@ impl FastbootClient {
 
     pub fn continue_boot(&mut self) -> Result<(), FastbootError> {
         self.run(&Command::Continue).map(drop)
+    }
+}
+
+/// Collects a data phase into packets of `chunk` bytes. A transport failure is kept so the
+/// caller reports it as such, not as an I/O error of the image.
+struct DataSink<'a> {
+    link: &'a mut dyn Transport,
+    buf: Vec<u8>,
+    chunk: usize,
+    sent: u64,
+    limit: u64,
+    failed: Option<crate::transport::TransportError>,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl DataSink<'_> {
+    fn send_buffered(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.link.write(&self.buf) {
+            let msg = e.to_string();
+            self.failed = Some(e);
+            return Err(std::io::Error::other(msg));
+        }
+        self.sent += self.buf.len() as u64;
+        self.buf.clear();
+        (self.progress)(self.sent);
+        Ok(())
+    }
+}
+
+impl Write for DataSink<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.failed.is_some() {
+            return Err(std::io::Error::other("the link to the device failed"));
+        }
+        let room = self.limit - self.sent - self.buf.len() as u64;
+        if data.len() as u64 > room {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the image is longer than announced"));
+        }
+        let take = data.len().min(self.chunk - self.buf.len());
+        self.buf.extend_from_slice(&data[..take]);
+        if self.buf.len() == self.chunk {
+            self.send_buffered()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send_buffered()
     }
 }
 

@@ -1,16 +1,13 @@
-//! Sending one image file to one partition: as a single download when it fits the device's
+//! Sending one image file to one partition: unchanged when it fits the device's
 //! `max-download-size`, otherwise as sparse pieces split exactly as AOSP fastboot splits them
 //! (Xiaomi bootloaders check each piece's CRC against the package's list).
 
 use super::{FastbootClient, FastbootError};
-use crate::sparse::{self, SparseError};
+use crate::sparse::{self, DownloadPlan, PieceWriter, SparseError, SparseLayout};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// AOSP never builds pieces larger than this, whatever the device allows (`RESPARSE_LIMIT`).
-pub const RESPARSE_LIMIT: u64 = 1 << 30;
 
 /// What happens while an image is sent, for progress display.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,36 +52,21 @@ impl ImageError {
     pub fn hint(&self) -> Option<String> {
         match self {
             ImageError::Device { source, .. } => source.hint(),
-            ImageError::Sparse { .. } => Some("the file is damaged or not a partition image: get it again from the ROM package".into()),
+            ImageError::Sparse { .. } => {
+                Some("the file is damaged or not a partition image: get it again from the ROM package".into())
+            }
             _ => None,
         }
     }
-
-    pub fn into_cli(self, _partition: &str, _file: &Path) -> crate::cli::CliError {
-        let hint = self.hint();
-        let mut e = crate::cli::CliError::new(self.to_string());
-        if let Some(h) = hint {
-            e = e.hint(h);
-        }
-        e
-    }
-}
-
-/// The piece size limit for a device that reports `max_download`.
-pub fn split_limit(max_download: u64) -> u64 {
-    max_download.min(RESPARSE_LIMIT)
 }
 
 /// Reads `max-download-size` (hex with `0x`, or decimal). `None` when the device does not say.
 pub fn max_download_size(client: &mut FastbootClient) -> Result<Option<u64>, FastbootError> {
-    Ok(client
-        .getvar_opt("max-download-size")?
-        .and_then(|v| super::codec::parse_size(&v))
-        .filter(|v| *v > 0))
+    Ok(client.getvar_opt("max-download-size")?.and_then(|v| super::codec::parse_size(&v)).filter(|v| *v > 0))
 }
 
-/// Sends `path` to `partition` (the name is sent unchanged). `max_download` overrides what
-/// the device reports (like AOSP's `-S`).
+/// Sends the image file at `path` to `partition` (the name is sent unchanged).
+/// `max_download` overrides what the device reports (like AOSP's `-S`).
 pub fn flash_file(
     client: &mut FastbootClient,
     partition: &str,
@@ -94,31 +76,82 @@ pub fn flash_file(
 ) -> Result<FlashReport, ImageError> {
     let started = Instant::now();
     let open = || File::open(path).map_err(|e| ImageError::Open { path: path.to_path_buf(), source: e });
+    let sparse_err = |e| ImageError::Sparse { path: path.to_path_buf(), source: e };
+    let dev = |e| ImageError::Device { partition: partition.to_string(), source: e };
     let len = open()?.metadata().map_err(|e| ImageError::Open { path: path.to_path_buf(), source: e })?.len();
     if len == 0 {
         return Err(ImageError::Empty { path: path.to_path_buf() });
     }
-    let dev = |e| ImageError::Device { partition: partition.to_string(), source: e };
     let limit = match max_download {
         Some(m) => Some(m),
         None => max_download_size(client).map_err(dev)?,
     };
-    let fits = match limit {
-        Some(l) => len <= l,
-        // A device that does not say gets the whole file, as AOSP does.
-        None => len <= u32::MAX as u64,
-    };
-    if fits {
+    // The layout is needed only to split; a file that fits goes as it is, as AOSP sends it.
+    if sparse::resparse_limit(len, limit).is_none() {
         let mut f = BufReader::with_capacity(1 << 20, open()?);
-        send_one(client, partition, &mut f, len, 1, 1, events)?;
+        send_stream(client, partition, &mut f, len, 1, 1, events)?;
         return Ok(FlashReport { partition: partition.to_string(), bytes_sent: len, pieces: 1, elapsed: started.elapsed() });
     }
-    let _ = split_limit(limit.unwrap_or(RESPARSE_LIMIT));
-    Err(ImageError::Empty { path: path.to_path_buf() })
+    let layout = SparseLayout::read_seekable(BufReader::with_capacity(1 << 20, open()?)).map_err(sparse_err)?;
+    let plan = sparse::plan_download(&layout, limit).map_err(sparse_err)?;
+    let sent = send_planned(client, partition, &layout, &plan, BufReader::with_capacity(1 << 20, open()?), events)
+        .map_err(|e| match e {
+            SendError::Image(e) => sparse_err(e),
+            SendError::Device(e) => e,
+        })?;
+    Ok(FlashReport { partition: partition.to_string(), bytes_sent: sent, pieces: plan.downloads() as u32, elapsed: started.elapsed() })
 }
 
-/// One `download` + `flash`.
-pub fn send_one(
+/// Why sending a planned image stopped.
+#[derive(Debug)]
+pub enum SendError {
+    /// The image source failed or did not match its layout.
+    Image(SparseError),
+    /// The device (or the link) failed.
+    Device(ImageError),
+}
+
+/// Sends an image whose layout and download plan are known, reading it once, forward only,
+/// from `src` (which may be a decompressing stream). Returns the bytes sent.
+pub fn send_planned<R: Read>(
+    client: &mut FastbootClient,
+    partition: &str,
+    layout: &SparseLayout,
+    plan: &DownloadPlan,
+    mut src: R,
+    events: &mut dyn FnMut(ImageEvent),
+) -> Result<u64, SendError> {
+    match plan {
+        DownloadPlan::Unchanged { len } => {
+            send_stream(client, partition, &mut src, *len, 1, 1, events).map_err(SendError::Device)?;
+            Ok(*len)
+        }
+        DownloadPlan::Pieces { pieces, .. } => {
+            let n = pieces.len() as u32;
+            let mut writer = PieceWriter::new(src, layout).map_err(SendError::Image)?;
+            let mut sent = 0;
+            for piece in pieces {
+                let len = piece.encoded_len();
+                let mut image_error = None;
+                let r = send_with(client, partition, len, piece.index as u32 + 1, n, events, &mut |sink| {
+                    writer.write_piece(piece, sink).map(drop).map_err(|e| {
+                        let msg = e.to_string();
+                        image_error = Some(e);
+                        std::io::Error::other(msg)
+                    })
+                });
+                if let Some(e) = image_error {
+                    return Err(SendError::Image(e));
+                }
+                r.map_err(SendError::Device)?;
+                sent += len;
+            }
+            Ok(sent)
+        }
+    }
+}
+
+fn send_stream(
     client: &mut FastbootClient,
     partition: &str,
     src: &mut dyn Read,
@@ -126,6 +159,21 @@ pub fn send_one(
     piece: u32,
     pieces: u32,
     events: &mut dyn FnMut(ImageEvent),
+) -> Result<(), ImageError> {
+    send_with(client, partition, len, piece, pieces, events, &mut |sink| {
+        std::io::copy(&mut src.take(len), sink).map(drop)
+    })
+}
+
+/// One `download` (its data written by `produce`) followed by `flash`.
+fn send_with(
+    client: &mut FastbootClient,
+    partition: &str,
+    len: u64,
+    piece: u32,
+    pieces: u32,
+    events: &mut dyn FnMut(ImageEvent),
+    produce: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> Result<(), ImageError> {
     let dev = |e| ImageError::Device { partition: partition.to_string(), source: e };
     let len32 = u32::try_from(len).map_err(|_| {
@@ -138,7 +186,7 @@ pub fn send_one(
     events(ImageEvent::Sending { partition: partition.to_string(), piece, pieces, bytes: len });
     let name = partition.to_string();
     client
-        .download_from(src, len32, &mut |sent| events(ImageEvent::Progress { partition: name.clone(), sent, total: len }))
+        .download_with(len32, &mut |sent| events(ImageEvent::Progress { partition: name.clone(), sent, total: len }), produce)
         .map_err(dev)?;
     events(ImageEvent::Writing { partition: partition.to_string(), piece, pieces });
     client.flash(partition).map_err(dev)

@@ -50,6 +50,7 @@ pub struct SimDevice {
     capture: Option<PathBuf>,
     captured: u64,
     staged: Option<u64>,
+    crc: super::crc::CrcState,
 }
 
 enum Next {
@@ -62,6 +63,7 @@ impl SimDevice {
         if let Some(dir) = &options.capture {
             std::fs::create_dir_all(dir)?;
         }
+        let profile_crc = profile.crc;
         Ok(SimDevice {
             unlocked: profile.unlocked,
             current_slot: profile.current_slot(),
@@ -72,6 +74,7 @@ impl SimDevice {
             link_rate: options.link_rate.filter(|r| *r > 0),
             capture: options.capture,
             captured: 0,
+            crc: super::crc::CrcState::new(profile_crc),
             staged: None,
         })
     }
@@ -478,6 +481,9 @@ impl SimDevice {
         if CRC_PSEUDO_PARTITIONS.contains(&name) {
             return match std::fs::read(&staged) {
                 Ok(bytes) => {
+                    if let Err(m) = self.crc.load_list(name, &bytes) {
+                        return Response::Fail(m);
+                    }
                     match std::fs::write(self.store.partition_path(name), &bytes) {
                         Ok(()) => Response::Okay(String::new()),
                         Err(e) => Response::Fail(format!("Write of {name} failed: {e}")),
@@ -499,6 +505,7 @@ impl SimDevice {
             return Err(format!("Image size {len} exceeds partition {name} size {limit}"));
         }
         let staged = self.store.staged_path();
+        self.crc.check_raw(name, &staged)?;
         for t in targets {
             std::fs::copy(&staged, self.store.partition_path(t)).map_err(|e| format!("Write of {t} failed: {e}"))?;
         }
@@ -515,6 +522,7 @@ impl SimDevice {
         if expanded > limit {
             return Err(format!("Sparse image size {expanded} exceeds partition {name} size {limit}"));
         }
+        self.crc.check_sparse_piece(name, &bytes, &layout)?;
         for t in targets {
             let path = self.store.partition_path(t);
             let mut out = OpenOptions::new().create(true).write(true).truncate(false).open(&path)

@@ -2,6 +2,7 @@
 //! so that ROM maintainers can test packages in CI, and `-s sim:PROFILE` embeds it so mi-flash
 //! can be tried with no phone. It speaks the same codec as the client (`fastboot::codec`).
 
+pub mod crc;
 pub mod device;
 pub mod fault;
 pub mod profile;

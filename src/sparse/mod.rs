@@ -6,13 +6,21 @@
 //! piece for piece and byte for byte, because Xiaomi bootloaders check per-piece CRCs computed
 //! for exactly that split.
 
+mod crclist;
 mod decode;
 mod error;
 mod format;
 mod layout;
 mod reader;
+mod scan;
 mod source;
+mod split;
+mod write;
 
+pub use crclist::{
+    python_hex, CrcEntry, CrcList, CrcMismatch, CrcVerdict, MismatchKind, SparseCrcEntry, SparseCrcList,
+    SparseCrcValues, NEW_SPARSE_CRC_SPLIT, OLD_SPARSE_CRC_SPLIT,
+};
 pub use decode::{decode_bytes_into, decode_into, validate, DecodeSummary};
 pub use error::SparseError;
 pub use format::{
@@ -21,6 +29,12 @@ pub use format::{
 };
 pub use layout::{ImageFormat, SparseLayout};
 pub use reader::{Chunk, ChunkKind};
+pub use scan::{scan, scan_seekable, ImageScan, PieceCrcs, ScanOptions, RAW_BLOCK_SIZE};
+pub use write::PieceWriter;
+pub use split::{
+    plan_download, resparse_limit, single_piece, split, DownloadPlan, PieceChunk, PieceData, SparsePiece,
+    PIECE_OVERHEAD, RESPARSE_LIMIT,
+};
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -154,9 +154,25 @@ impl<S: Source> ChunkReader<S> {
         Ok(Some(chunk))
     }
 
+    /// Skips the next `n` RAW bytes of the current chunk (no more than remain in it).
+    pub(crate) fn skip_data(&mut self, n: u64) -> Result<(), SparseError> {
+        let n = n.min(self.pending);
+        let what = format!("RAW data of chunk {}", self.pending_index);
+        skip_exact(&mut self.src, n, &what)?;
+        self.pending -= n;
+        Ok(())
+    }
+
     /// Reads the next `buf.len()` RAW bytes of the current chunk (no more than remain in it).
     pub(crate) fn read_data(&mut self, buf: &mut [u8]) -> Result<(), SparseError> {
-        debug_assert!(buf.len() as u64 <= self.pending);
+        if buf.len() as u64 > self.pending {
+            return Err(SparseError::Unrepresentable(format!(
+                "internal error: {} bytes wanted from chunk {} which has {} left; please report this",
+                buf.len(),
+                self.pending_index,
+                self.pending
+            )));
+        }
         let what = format!("RAW data of chunk {}", self.pending_index);
         read_exact(&mut self.src, buf, &what)?;
         self.pending -= buf.len() as u64;

@@ -25,8 +25,9 @@ Options (or environment):
     --serial SERIAL      FAKE_USB_SERIAL       USB serial number (default adb5e7a1)
     --add-device FILE    more (static) umockdev device descriptions for the same testbed,
                          e.g. tests/usb/modes/edl.umockdev (repeatable)
-PROGRAM runs with UMOCKDEV_DIR and LD_PRELOAD set, plus MI_FLASH_FAKE_USB_STORE and
-MI_FLASH_FAKE_USB_SERIAL. Run it with /usr/bin/python3 (Debian's python3-gi).
+PROGRAM runs with UMOCKDEV_DIR and LD_PRELOAD set, plus MI_FLASH_FAKE_USB_STORE,
+MI_FLASH_FAKE_USB_SERIAL and MI_FLASH_FAKE_USB_URB_LOG (one line per bulk URB, see
+fake_device.py). Run it with /usr/bin/python3 (Debian's python3-gi).
 """
 import argparse
 import collections
@@ -222,35 +223,41 @@ def main():
     if store is None:
         temp_store = tempfile.mkdtemp(prefix="mi-flash-fake-adb-")
         store = temp_store
+    if args.mode == "recovery" and not args.mi_flash:
+        parser.error("--mode recovery needs --mi-flash PATH (or MI_FLASH_BIN)")
     sim = None
-    if args.mode == "recovery":
-        if not args.mi_flash:
-            parser.error("--mode recovery needs --mi-flash PATH (or MI_FLASH_BIN)")
-        sim, address = start_recovery_simulator(args.mi_flash, args.profile, store)
-        link = AdbBridge(address)
-        record = device_record(0x18D1, 0xD001, False, "Xiaomi", "Mi Recovery", args.serial)
-    else:
-        link = AndroidAdb()
-        record = device_record(0x2717, 0xFF48, True, "Xiaomi", "Redmi Note 13", args.serial)
-
-    phone = fake_device.FakeUsbPhone(link, args.serial)
-    testbed = UMockdev.Testbed.new()
-    testbed.add_from_string(record)
-    for extra in args.add_device:
-        with open(extra) as f:
-            testbed.add_from_string(f.read())
-    testbed.attach_ioctl(DEVNODE, phone)
-    child_env = dict(
-        env,
-        UMOCKDEV_DIR=testbed.get_root_dir(),
-        LD_PRELOAD="libumockdev-preload.so.0:" + env.get("LD_PRELOAD", ""),
-        MI_FLASH_FAKE_USB_STORE=os.path.abspath(store),
-        MI_FLASH_FAKE_USB_SERIAL=args.serial,
-    )
+    link = None
+    urb_log = tempfile.NamedTemporaryFile("w", prefix="mi-flash-fake-adb-urbs-", suffix=".log")
+    # Everything after the simulator starts is inside the try: whatever fails, the simulator
+    # is stopped, so no orphan keeps the caller's output pipes open.
     try:
+        if args.mode == "recovery":
+            sim, address = start_recovery_simulator(args.mi_flash, args.profile, store)
+            link = AdbBridge(address)
+            record = device_record(0x18D1, 0xD001, False, "Xiaomi", "Mi Recovery", args.serial)
+        else:
+            link = AndroidAdb()
+            record = device_record(0x2717, 0xFF48, True, "Xiaomi", "Redmi Note 13", args.serial)
+        phone = fake_device.FakeUsbPhone(link, args.serial, urb_log)
+        testbed = UMockdev.Testbed.new()
+        testbed.add_from_string(record)
+        for extra in args.add_device:
+            with open(extra) as f:
+                testbed.add_from_string(f.read())
+        testbed.attach_ioctl(DEVNODE, phone)
+        child_env = dict(
+            env,
+            UMOCKDEV_DIR=testbed.get_root_dir(),
+            LD_PRELOAD="libumockdev-preload.so.0:" + env.get("LD_PRELOAD", ""),
+            MI_FLASH_FAKE_USB_STORE=os.path.abspath(store),
+            MI_FLASH_FAKE_USB_SERIAL=args.serial,
+            MI_FLASH_FAKE_USB_URB_LOG=urb_log.name,
+        )
         rc = subprocess.call(args.program, env=child_env)
     finally:
-        link.close()
+        if link is not None:
+            link.close()
+        urb_log.close()
         if sim is not None:
             sim.terminate()
             try:

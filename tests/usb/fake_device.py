@@ -16,15 +16,18 @@ Usage:
     /usr/bin/python3 tests/usb/fake_device.py [OPTIONS] PROGRAM [ARGS...]
 Options may also come from the environment (handy as a cargo target runner):
     --mi-flash PATH      MI_FLASH_BIN          mi-flash binary that runs the simulator
-    --profile FILE       MI_FLASH_SIM_PROFILE  simulator profile (optional)
+    --profile FILE       MI_FLASH_SIM_PROFILE  simulator profile (default: fake-phone.toml
+                                               next to this script: product "lavender")
     --store DIR          MI_FLASH_SIM_STORE    simulator store (default: a fresh temp dir)
     --connect HOST:PORT  FAKE_USB_CONNECT      use a running TCP fastboot device instead
     --serial SERIAL      FAKE_USB_SERIAL       USB serial number (default 3c1a7f2e)
     --no-sysfs-strings   FAKE_USB_NO_SYSFS_STRINGS=1
                          leave serial/product/manufacturer out of sysfs, so the host must ask
                          the device for its string descriptors (as on macOS and Windows)
-PROGRAM runs with UMOCKDEV_DIR and LD_PRELOAD set, plus MI_FLASH_FAKE_USB_STORE (the store dir)
-and MI_FLASH_FAKE_USB_SERIAL, so a test can check what the device stored.
+PROGRAM runs with UMOCKDEV_DIR and LD_PRELOAD set, plus MI_FLASH_FAKE_USB_STORE (the store dir),
+MI_FLASH_FAKE_USB_SERIAL, and MI_FLASH_FAKE_USB_URB_LOG: a file with one line per completed bulk
+URB, `OUT <length> <status>` or `IN <buffer length> <actual length> <status>`, so a test can check
+how the host cut its transfers.
 
 USB-level faults, asked for in-band by the host (never forwarded to the simulator):
     oem fake-usb stall-out   this bulk OUT transfer fails with a STALL (EPIPE)
@@ -197,9 +200,10 @@ class FakeUsbPhone(UMockdev.IoctlBase):
 
     FAULT_PREFIX = b"oem fake-usb "
 
-    def __init__(self, link, serial):
+    def __init__(self, link, serial, urb_log):
         super().__init__()
         self.link = link
+        self.urb_log = urb_log
         self.strings = {1: MANUFACTURER, 2: PRODUCT, 3: serial}
         self.lock = threading.Lock()
         self.pending_in = collections.deque()  # [urb, buf, buflen] waiting for device data
@@ -213,6 +217,12 @@ class FakeUsbPhone(UMockdev.IoctlBase):
         urb.update(4, struct.pack("<i", status))  # usbdevfs_urb.status
         urb.update(28, struct.pack("<i", actual))  # usbdevfs_urb.actual_length
         self.done.append(urb)
+        raw = bytes(urb.retrieve())
+        if raw[0] == URB_TYPE_BULK:
+            (buflen,) = struct.unpack_from("<i", raw, 24)
+            line = f"IN {buflen} {actual} {status}" if raw[1] & 0x80 else f"OUT {buflen} {status}"
+            self.urb_log.write(line + "\n")
+            self.urb_log.flush()
 
     def _pump(self):
         """Complete waiting IN URBs with device packets, one packet (or part) per URB, as a
@@ -377,7 +387,8 @@ def main():
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mi-flash", default=env.get("MI_FLASH_BIN"))
-    parser.add_argument("--profile", default=env.get("MI_FLASH_SIM_PROFILE"))
+    parser.add_argument("--profile", default=env.get("MI_FLASH_SIM_PROFILE",
+                                                     os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-phone.toml")))
     parser.add_argument("--store", default=env.get("MI_FLASH_SIM_STORE"))
     parser.add_argument("--connect", default=env.get("FAKE_USB_CONNECT"))
     parser.add_argument("--serial", default=env.get("FAKE_USB_SERIAL", "3c1a7f2e"))
@@ -404,7 +415,8 @@ def main():
         parser.error("give --mi-flash PATH (or MI_FLASH_BIN) to start the simulator, or --connect HOST:PORT")
 
     link = SimulatorLink(address)
-    phone = FakeUsbPhone(link, args.serial)
+    urb_log = tempfile.NamedTemporaryFile("w", prefix="mi-flash-fake-usb-urbs-", suffix=".log")
+    phone = FakeUsbPhone(link, args.serial, urb_log)
     testbed = UMockdev.Testbed.new()
     testbed.add_from_string(device_record(args.serial, not args.no_sysfs_strings))
     testbed.attach_ioctl(DEVNODE, phone)
@@ -414,11 +426,13 @@ def main():
         LD_PRELOAD="libumockdev-preload.so.0:" + env.get("LD_PRELOAD", ""),
         MI_FLASH_FAKE_USB_STORE=os.path.abspath(store),
         MI_FLASH_FAKE_USB_SERIAL=args.serial,
+        MI_FLASH_FAKE_USB_URB_LOG=urb_log.name,
     )
     try:
         rc = subprocess.call(args.program, env=child_env)
     finally:
         link.close()
+        urb_log.close()
         if sim is not None:
             sim.terminate()
             try:

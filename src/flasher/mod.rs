@@ -1,0 +1,691 @@
+//! Runs a verified [`Plan`] on a phone.
+//!
+//! [`prepare`] reads the phone and decides everything before the first write: the product,
+//! anti-rollback and other checks, the lock state and mode, which conditional steps run, that
+//! every image fits its partition, how each image is split, and (with `--resume`) where to
+//! continue. [`execute`] then runs the steps, stopping at the first failure, and reports
+//! [`Event`]s; it never draws. The resume journal and the image feeds live here too.
+
+pub mod event;
+pub mod feed;
+pub mod journal;
+
+pub use event::Event;
+pub use feed::{ArchiveStream, FeedError, ImageFeed, PackageFeed, StreamFeed};
+pub use journal::{Journal, JournalError, JournalStore};
+
+use crate::fastboot::image::{self, ImageError, ImageEvent, SendError};
+use crate::fastboot::{FastbootClient, FastbootError, RebootTarget};
+use crate::rom::plan::{Action, AntiSource, Mode, Plan, RebootTarget as PlanReboot};
+use crate::sparse::{self, DownloadPlan, SparseLayout};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What is being flashed.
+pub struct Job<'a> {
+    pub plan: &'a Plan,
+    pub mode: Mode,
+    /// Layout of every image the plan flashes, from verification (size, sparse chunks).
+    pub layouts: &'a HashMap<String, SparseLayout>,
+    /// Content identity of the package (journal key).
+    pub package_id: String,
+    pub package_name: String,
+}
+
+#[derive(Clone, Default)]
+pub struct FlashOptions {
+    pub resume: bool,
+    /// Where resume journals go; `None` keeps none.
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// Overrides the phone's `max-download-size` (like AOSP's `-S`).
+    pub max_download_size: Option<u64>,
+    /// Set to stop at the next chunk (Ctrl-C).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Why a flash did not happen or did not finish. Every message names what failed and says
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum FlashError {
+    /// Refused before anything was written.
+    #[error("{message}")]
+    Refused { check: String, message: String, hint: Option<String> },
+    #[error("step {index} ({description}) failed: {message}")]
+    Step {
+        index: usize,
+        description: String,
+        partition: Option<String>,
+        message: String,
+        device_message: Option<String>,
+        hint: Option<String>,
+    },
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("cannot read the phone: {0}")]
+    Device(FastbootError),
+    #[error("stopped by the user during step {index} ({description})")]
+    Cancelled { index: usize, description: String },
+}
+
+impl FlashError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            FlashError::Refused { hint, .. } | FlashError::Step { hint, .. } => hint.clone(),
+            FlashError::Device(e) => e.hint(),
+            FlashError::Cancelled { .. } => Some("run the same command with --resume to continue from this step".into()),
+            FlashError::Journal(_) => None,
+        }
+    }
+
+    /// True when nothing was written to the phone.
+    pub fn before_first_write(&self) -> bool {
+        matches!(self, FlashError::Refused { .. } | FlashError::Device(_))
+    }
+}
+
+fn refuse(check: &str, message: String, hint: Option<&str>) -> FlashError {
+    FlashError::Refused { check: check.into(), message, hint: hint.map(str::to_string) }
+}
+
+/// `getvar` answers, asked once each.
+pub struct DeviceFacts {
+    vars: BTreeMap<String, Option<String>>,
+}
+
+impl DeviceFacts {
+    fn get(&mut self, client: &mut FastbootClient, name: &str) -> Result<Option<String>, FlashError> {
+        if let Some(v) = self.vars.get(name) {
+            return Ok(v.clone());
+        }
+        let v = client.getvar_opt(name).map_err(FlashError::Device)?;
+        self.vars.insert(name.to_string(), v.clone());
+        Ok(v)
+    }
+
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).and_then(|v| v.as_deref())
+    }
+}
+
+/// What [`prepare`] decided for one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Run,
+    /// A check that passed before the first write; `detail` says what was compared.
+    Checked(String),
+    Skip(String),
+}
+
+/// How one image goes out, for this phone.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub download: DownloadPlan,
+    pub bytes: u64,
+}
+
+/// Everything decided before the first write.
+pub struct Prepared {
+    pub serial: String,
+    pub product: Option<String>,
+    pub decisions: Vec<Decision>,
+    pub transfers: HashMap<String, Transfer>,
+    /// Images the steps that run will read, in order (for the archive stream).
+    pub images: Vec<String>,
+    pub bytes: u64,
+    pub max_download_size: Option<u64>,
+    pub resumed_from: Option<usize>,
+    pub facts: DeviceFacts,
+    pub warnings: Vec<String>,
+}
+
+impl Prepared {
+    pub fn steps_to_run(&self) -> usize {
+        self.decisions.iter().filter(|d| **d == Decision::Run).count()
+    }
+}
+
+fn yes_no(v: Option<&str>) -> Option<bool> {
+    v.map(|s| matches!(s.trim(), "yes" | "true" | "1"))
+}
+
+/// The partition a flash writes, for `partition-size`: Xiaomi's `_ab` names both slots and
+/// has no size of its own, so slot a stands for it.
+fn size_names(partition: &str) -> Vec<String> {
+    match partition.strip_suffix("_ab") {
+        Some(base) => vec![format!("{base}_a"), base.to_string()],
+        None => vec![partition.to_string()],
+    }
+}
+
+/// Reads the phone and decides everything; writes nothing.
+pub fn prepare(
+    client: &mut FastbootClient,
+    job: &Job,
+    opts: &FlashOptions,
+    events: &mut dyn FnMut(Event),
+) -> Result<Prepared, FlashError> {
+    let mut facts = DeviceFacts { vars: BTreeMap::new() };
+    let product = facts.get(client, "product")?;
+    let serial = facts.get(client, "serialno")?.unwrap_or_else(|| client.describe());
+    let unlocked = yes_no(facts.get(client, "unlocked")?.as_deref());
+    let current_slot = facts.get(client, "current-slot")?.map(|s| s.trim_start_matches('_').to_string());
+    let max_download = match opts.max_download_size {
+        Some(m) => Some(m),
+        None => facts.get(client, "max-download-size")?.and_then(|v| crate::fastboot::codec::parse_size(&v)).filter(|v| *v > 0),
+    };
+    let anti_var = job
+        .plan
+        .steps
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::CheckAnti(a) => Some(a.var.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "anti".into());
+    let device_anti = facts.get(client, &anti_var)?.and_then(|v| v.trim().parse::<u32>().ok());
+    events(Event::Device {
+        serial: serial.clone(),
+        product: product.clone(),
+        unlocked,
+        anti: device_anti,
+        current_slot,
+        max_download_size: max_download,
+    });
+    let mut check = |name: &str, ok: bool, detail: String| events(Event::Check { name: name.into(), ok, detail });
+    let mut warnings = Vec::new();
+
+    if yes_no(facts.get(client, "is-userspace")?.as_deref()) == Some(true) {
+        check("mode", false, "the phone is in fastbootd (userspace fastboot)".into());
+        return Err(refuse(
+            "mode",
+            "the phone is in fastbootd (userspace fastboot), but Xiaomi packages are flashed from the bootloader".into(),
+            Some("run `mi-flash reboot bootloader`, wait for the FASTBOOT screen, then run this command again"),
+        ));
+    }
+    check("mode", true, "bootloader fastboot".into());
+    match unlocked {
+        Some(false) => {
+            check("lock", false, "the bootloader is locked".into());
+            return Err(refuse(
+                "lock",
+                "the phone's bootloader is locked: it refuses to be flashed".into(),
+                Some("flashing a fastboot ROM needs an unlocked bootloader (Xiaomi's Mi Unlock tool, after its waiting period); if you are locked out of the phone, `mi-flash rescue` explains your options"),
+            ));
+        }
+        Some(true) => check("lock", true, "the bootloader is unlocked".into()),
+        None => warnings.push("the phone does not report whether its bootloader is unlocked".to_string()),
+    }
+
+    if job.plan.product_check().is_none() {
+        warnings.push(format!(
+            "{} does not check the phone model: make sure this package is for your phone ({})",
+            job.plan.script,
+            product.as_deref().unwrap_or("unknown model")
+        ));
+        if job.mode == Mode::Lock {
+            return Err(refuse(
+                "lock-mode",
+                format!("{} relocks the bootloader but does not check the phone model", job.plan.script),
+                Some("relocking with a package that is not exactly for this phone can leave it unbootable and locked; use --mode clean"),
+            ));
+        }
+    }
+    if job.plan.locks() && job.mode != Mode::Lock {
+        return Err(refuse(
+            "lock-mode",
+            format!("{} relocks the bootloader, and that was not asked for", job.plan.script),
+            Some("relocking is only done with an explicit --mode lock"),
+        ));
+    }
+
+    let mut decisions = Vec::with_capacity(job.plan.steps.len());
+    let mut transfers = HashMap::new();
+    for step in &job.plan.steps {
+        if let Some(cond) = &step.when {
+            let v = facts.get(client, cond.var())?;
+            if !cond.holds(v.as_deref()) {
+                decisions.push(Decision::Skip(format!(
+                    "only when {cond}; the phone says {}: {}",
+                    cond.var(),
+                    v.as_deref().unwrap_or("(not reported)")
+                )));
+                continue;
+            }
+        }
+        let decision = match &step.action {
+            Action::CheckProduct(c) => {
+                let actual = product.clone().unwrap_or_default();
+                if !c.matches(&actual) {
+                    check("product", false, format!("package for {}, phone is {actual}", c.expected()));
+                    return Err(refuse(
+                        "product",
+                        format!(
+                            "this package is for {}, the phone is {} ({})",
+                            c.expected(),
+                            if actual.is_empty() { "a model that does not say" } else { &actual },
+                            step.source
+                        ),
+                        Some("download the fastboot ROM made for this phone's codename (see `mi-flash info`)"),
+                    ));
+                }
+                let d = format!("phone {actual} matches {}", c.expected());
+                check("product", true, d.clone());
+                Decision::Checked(d)
+            }
+            Action::CheckAnti(a) => {
+                if matches!(a.from, AntiSource::Missing(_) | AntiSource::Disabled) {
+                    warnings.push(format!("the package's anti-rollback check is incomplete ({}); mi-flash compares {} {} with the package's {}", step.source, a.var, device_anti.map(|d| d.to_string()).unwrap_or_else(|| "0".into()), a.max));
+                }
+                if !a.allows(device_anti) {
+                    let d = device_anti.unwrap_or(0);
+                    check("anti-rollback", false, format!("phone {d}, package {}", a.max));
+                    return Err(refuse(
+                        "anti-rollback",
+                        format!(
+                            "the phone's anti-rollback index is {d} but this package's is {}: flashing it would brick the phone",
+                            a.max
+                        ),
+                        Some(&format!("use a package with anti-rollback index {d} or higher (a newer build for this phone); this check has no override")),
+                    ));
+                }
+                let d = format!("phone {} {}, package {}", a.var, device_anti.unwrap_or(0), a.max);
+                check("anti-rollback", true, d.clone());
+                Decision::Checked(d)
+            }
+            Action::CheckVar(c) => {
+                let v = facts.get(client, c.var())?;
+                if !c.allows(v.as_deref()) {
+                    check(c.var(), false, format!("{} is {}", c.var(), v.as_deref().unwrap_or("(not reported)")));
+                    return Err(refuse(
+                        c.var(),
+                        format!("the package requires {} to be {}, the phone says {} ({})", c.var(), c.expected(), v.as_deref().unwrap_or("nothing"), step.source),
+                        None,
+                    ));
+                }
+                let d = format!("{} is {}", c.var(), v.as_deref().unwrap_or("(not reported)"));
+                check(c.var(), true, d.clone());
+                Decision::Checked(d)
+            }
+            Action::CheckNumber(c) => {
+                let v = facts.get(client, &c.var)?;
+                if !c.allows(v.as_deref()) {
+                    check(&c.var, false, format!("{} is {}", c.var, v.as_deref().unwrap_or("(not reported)")));
+                    return Err(refuse(
+                        &c.var,
+                        format!("this package refuses phones whose {} is {} {} (the phone says {}; {})", c.var, c.refuse_if.symbol(), c.limit, v.as_deref().unwrap_or("nothing"), step.source),
+                        None,
+                    ));
+                }
+                let d = format!("{} is {}", c.var, v.as_deref().unwrap_or("(not reported)"));
+                check(&c.var, true, d.clone());
+                Decision::Checked(d)
+            }
+            Action::CheckSecurityPatch(c) => {
+                let v = facts.get(client, &c.var)?;
+                if !c.allows(v.as_deref()) {
+                    check("security-patch", false, format!("phone {}, package {}", v.as_deref().unwrap_or("?"), c.max));
+                    return Err(refuse(
+                        "security-patch",
+                        format!("the phone's security patch level {} is newer than this package's {}: that would be a downgrade", v.as_deref().unwrap_or("?"), c.max),
+                        Some("use a package at least as new as the phone's software, or --mode clean if the package allows it"),
+                    ));
+                }
+                let d = format!("phone {}, package {}", v.as_deref().unwrap_or("(not reported)"), c.max);
+                check("security-patch", true, d.clone());
+                Decision::Checked(d)
+            }
+            Action::Flash(f) => {
+                let layout = job.layouts.get(&f.image).ok_or_else(|| {
+                    refuse("package", format!("{} was not verified with the package", f.image), Some("run `mi-flash verify --rom` on the package"))
+                })?;
+                let expanded = layout.expanded_len();
+                let mut part_size = None;
+                for name in size_names(&f.partition) {
+                    if let Some(v) = facts.get(client, &format!("partition-size:{name}"))? {
+                        part_size = crate::fastboot::codec::parse_partition_size(&v);
+                        if part_size.is_some() {
+                            break;
+                        }
+                    }
+                }
+                if let Some(size) = part_size {
+                    // A raw image is written as it is; a sparse one expands to its full size.
+                    let needed = if layout.is_sparse() { expanded } else { layout.source_len };
+                    if needed > size {
+                        check("fits", false, format!("{} is {needed} bytes, partition {} is {size}", f.image, f.partition));
+                        return Err(refuse(
+                            "fits",
+                            format!("{} ({needed} bytes) does not fit partition {} ({size} bytes)", f.image, f.partition),
+                            Some("this package is not made for this phone's partition layout: check the model and the package"),
+                        ));
+                    }
+                }
+                if !transfers.contains_key(&f.image) {
+                    let download = sparse::plan_download(layout, max_download).map_err(|e| {
+                        refuse("package", format!("{} cannot be split for this phone: {e}", f.image), None)
+                    })?;
+                    let bytes = match &download {
+                        DownloadPlan::Unchanged { len } => *len,
+                        DownloadPlan::Pieces { pieces, .. } => pieces.iter().map(|p| p.encoded_len()).sum(),
+                    };
+                    transfers.insert(f.image.clone(), Transfer { download, bytes });
+                }
+                Decision::Run
+            }
+            _ => Decision::Run,
+        };
+        decisions.push(decision);
+    }
+    check("fits", true, "every image fits its partition where the phone reports sizes".into());
+
+    let mut resumed_from = None;
+    if opts.resume {
+        let dir = opts.journal_dir.clone().ok_or_else(|| refuse("resume", "--resume needs the resume journal, and journals are off".into(), None))?;
+        let store = JournalStore::new(dir);
+        let j = store.load(&serial, &job.package_id)?.ok_or_else(|| {
+            refuse(
+                "resume",
+                format!("there is no unfinished flash of this package on phone {serial} to resume"),
+                Some("run the command without --resume to flash from the start"),
+            )
+        })?;
+        if j.product != product || j.script != job.plan.script {
+            return Err(refuse(
+                "resume",
+                format!("the unfinished flash on {serial} was for {} with {}, not this phone model and script", j.product.as_deref().unwrap_or("?"), j.script),
+                Some("run the command without --resume to flash from the start"),
+            ));
+        }
+        for (i, d) in decisions.iter_mut().enumerate() {
+            if j.done.contains(&(i + 1)) && *d == Decision::Run {
+                *d = Decision::Skip("done before (resumed)".into());
+            }
+        }
+        resumed_from = decisions.iter().position(|d| *d == Decision::Run).map(|i| i + 1);
+        check("resume", true, format!("continuing at step {}", resumed_from.unwrap_or(decisions.len() + 1)));
+    } else if let Some(dir) = &opts.journal_dir {
+        let store = JournalStore::new(dir.clone());
+        store.check_writable()?;
+        if let Ok(Some(j)) = store.load(&serial, &job.package_id) {
+            if !j.complete {
+                warnings.push(format!(
+                    "an earlier flash of this package on this phone stopped at step {}; this one starts from the beginning (use --resume to continue instead)",
+                    j.interrupted.or_else(|| j.done.iter().max().map(|m| m + 1)).unwrap_or(1)
+                ));
+            }
+        }
+    }
+
+    let mut images = Vec::new();
+    let mut bytes = 0;
+    for (step, d) in job.plan.steps.iter().zip(&decisions) {
+        if let (Action::Flash(f), Decision::Run) = (&step.action, d) {
+            images.push(f.image.clone());
+            bytes += transfers.get(&f.image).map(|t| t.bytes).unwrap_or(0);
+        }
+    }
+    for w in &warnings {
+        events(Event::Warning { message: w.clone() });
+    }
+    Ok(Prepared {
+        serial,
+        product,
+        decisions,
+        transfers,
+        images,
+        bytes,
+        max_download_size: max_download,
+        resumed_from,
+        facts,
+        warnings,
+    })
+}
+
+/// What a finished flash did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub steps: usize,
+    pub bytes_sent: u64,
+    pub elapsed: Duration,
+}
+
+fn op_name(a: &Action) -> &'static str {
+    match a {
+        Action::Flash(_) => "flash",
+        Action::Erase { .. } => "erase",
+        Action::SetActive { .. } => "set-active",
+        Action::Reboot { .. } => "reboot",
+        Action::Lock { .. } => "lock",
+        Action::Oem { .. } => "oem",
+        Action::CheckProduct(_) => "check-product",
+        Action::CheckAnti(_) => "check-anti",
+        Action::CheckVar(_) => "check-var",
+        Action::CheckNumber(_) => "check-number",
+        Action::CheckSecurityPatch(_) => "check-security-patch",
+    }
+}
+
+fn partition_of(a: &Action) -> Option<String> {
+    match a {
+        Action::Flash(f) => Some(f.partition.clone()),
+        Action::Erase { partition } => Some(partition.clone()),
+        _ => None,
+    }
+}
+
+/// Reads from a feed and stops when the user cancels.
+struct Cancellable<R> {
+    inner: R,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl<R: Read> Read for Cancellable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by the user"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Opens a new connection to the same phone after it rebooted into fastboot.
+pub type Reconnect<'a> = dyn FnMut() -> Result<FastbootClient, String> + 'a;
+
+/// Runs the prepared steps. Stops at the first failure.
+#[allow(clippy::too_many_arguments)]
+pub fn execute(
+    client: &mut FastbootClient,
+    job: &Job,
+    prepared: &Prepared,
+    feed: &mut dyn ImageFeed,
+    opts: &FlashOptions,
+    events: &mut dyn FnMut(Event),
+    reconnect: &mut Reconnect,
+) -> Result<Summary, FlashError> {
+    let started = Instant::now();
+    let total = job.plan.steps.len();
+    events(Event::Plan {
+        script: job.plan.script.clone(),
+        steps: prepared.steps_to_run(),
+        bytes: prepared.bytes,
+        resumed_from: prepared.resumed_from,
+    });
+    let store = opts.journal_dir.clone().map(JournalStore::new);
+    let mut journal = match (&store, opts.resume) {
+        (Some(s), true) => s.load(&prepared.serial, &job.package_id)?,
+        _ => None,
+    }
+    .unwrap_or(Journal {
+        serial: prepared.serial.clone(),
+        product: prepared.product.clone(),
+        package: job.package_id.clone(),
+        package_name: job.package_name.clone(),
+        script: job.plan.script.clone(),
+        done: Vec::new(),
+        interrupted: None,
+        complete: false,
+    });
+    let cancelled = || opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+    let mut bytes_sent = 0u64;
+    let mut steps_run = 0;
+    let mut owned_client: Option<FastbootClient> = None;
+
+    for (i, (step, decision)) in job.plan.steps.iter().zip(&prepared.decisions).enumerate() {
+        let index = i + 1;
+        let description = step.action.to_string();
+        match decision {
+            Decision::Skip(reason) => {
+                events(Event::StepSkipped { index, reason: reason.clone() });
+                continue;
+            }
+            Decision::Checked(detail) => {
+                events(Event::StepStarted { index, total, op: op_name(&step.action).into(), description: description.clone(), partition: None, image: None, bytes: None, pieces: None });
+                log::info!("step {index}: {detail}");
+                events(Event::StepFinished { index, elapsed_ms: 0, bytes_sent: 0 });
+                continue;
+            }
+            Decision::Run => {}
+        }
+        if cancelled() {
+            return Err(FlashError::Cancelled { index, description });
+        }
+        let c: &mut FastbootClient = match owned_client.as_mut() {
+            Some(c) => c,
+            None => &mut *client,
+        };
+        let transfer = match &step.action {
+            Action::Flash(f) => prepared.transfers.get(&f.image),
+            _ => None,
+        };
+        events(Event::StepStarted {
+            index,
+            total,
+            op: op_name(&step.action).into(),
+            description: description.clone(),
+            partition: partition_of(&step.action),
+            image: match &step.action {
+                Action::Flash(f) => Some(f.image.clone()),
+                _ => None,
+            },
+            bytes: transfer.map(|t| t.bytes),
+            pieces: transfer.map(|t| t.download.downloads() as u32),
+        });
+        if let Some(s) = &store {
+            journal.interrupted = Some(index);
+            s.save(&journal)?;
+        }
+        let step_started = Instant::now();
+        let step_error = |message: String, device_message: Option<String>, hint: Option<String>| FlashError::Step {
+            index,
+            description: description.clone(),
+            partition: partition_of(&step.action),
+            message,
+            device_message,
+            hint,
+        };
+        let fb = |e: FastbootError| {
+            let dm = e.device_message().map(str::to_string);
+            let hint = e.hint();
+            step_error(e.to_string(), dm, hint)
+        };
+        let mut sent_this_step = 0u64;
+        let mut rebooted_to: Option<RebootTarget> = None;
+        match &step.action {
+            Action::Flash(f) => {
+                let t = transfer.ok_or_else(|| step_error(format!("{} has no transfer plan", f.image), None, None))?;
+                let layout = &job.layouts[&f.image];
+                let reader = feed.open(&f.image).map_err(|e| step_error(e.to_string(), None, None))?;
+                let reader = Cancellable { inner: reader, cancel: opts.cancel.clone() };
+                let step_total = t.bytes;
+                let mut done_before = 0u64;
+                let mut current = 0u64;
+                let partition = f.partition.clone();
+                let result = image::send_planned(c, &f.partition, layout, &t.download, reader, &mut |e| match e {
+                    ImageEvent::Sending { piece, pieces, bytes, .. } => {
+                        done_before += current;
+                        current = bytes;
+                        if pieces > 1 {
+                            events(Event::Piece { index, partition: partition.clone(), piece, pieces, bytes });
+                        }
+                    }
+                    ImageEvent::Progress { sent, .. } => {
+                        events(Event::Progress { index, partition: partition.clone(), sent: done_before + sent, total: step_total })
+                    }
+                    ImageEvent::Writing { .. } => {}
+                });
+                match result {
+                    Ok(n) => sent_this_step = n,
+                    Err(_) if cancelled() => return Err(FlashError::Cancelled { index, description }),
+                    Err(SendError::Image(e)) => {
+                        return Err(step_error(format!("{} could not be read: {e}", f.image), None, Some("the package changed or is damaged since it was verified: verify it again".into())))
+                    }
+                    Err(SendError::Device(ImageError::Device { source, .. })) => return Err(fb(source)),
+                    Err(SendError::Device(e)) => return Err(step_error(e.to_string(), None, e.hint())),
+                }
+            }
+            Action::Erase { partition } => c.erase(partition).map_err(fb)?,
+            Action::SetActive { slot } => c.set_active(slot).map_err(fb)?,
+            Action::Reboot { target } => {
+                let t = match target {
+                    PlanReboot::System => RebootTarget::System,
+                    PlanReboot::Bootloader => RebootTarget::Bootloader,
+                    PlanReboot::Recovery => RebootTarget::Recovery,
+                    PlanReboot::Fastboot => RebootTarget::Fastboot,
+                };
+                c.reboot(t).map_err(fb)?;
+                rebooted_to = Some(t);
+            }
+            Action::Lock { command } => {
+                match command.trim() {
+                    "flashing lock" => c.flashing("lock"),
+                    _ => c.oem("lock"),
+                }
+                .map_err(fb)?;
+            }
+            Action::Oem { command } => {
+                c.oem(command).map_err(fb)?;
+            }
+            other => return Err(step_error(format!("mi-flash cannot run `{other}`"), None, None)),
+        }
+        bytes_sent += sent_this_step;
+        steps_run += 1;
+        journal.done.push(index);
+        journal.interrupted = None;
+        if let Some(s) = &store {
+            s.save(&journal)?;
+        }
+        events(Event::StepFinished { index, elapsed_ms: step_started.elapsed().as_millis() as u64, bytes_sent: sent_this_step });
+        // A reboot into fastboot in the middle of a plan: wait for the phone to come back.
+        let more = prepared.decisions[index..].iter().any(|d| *d == Decision::Run);
+        if more && matches!(rebooted_to, Some(RebootTarget::Bootloader | RebootTarget::Fastboot)) {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let last = match reconnect() {
+                    Ok(c) => {
+                        owned_client = Some(c);
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                if Instant::now() > deadline {
+                    return Err(step_error(
+                        format!("the phone did not come back after rebooting: {last}"),
+                        None,
+                        Some("check the phone's screen and cable, then run the command again with --resume".into()),
+                    ));
+                }
+            }
+        }
+    }
+    journal.complete = true;
+    if let Some(s) = &store {
+        let _ = std::fs::remove_file(s.path(&journal.serial, &journal.package));
+    }
+    let elapsed = started.elapsed();
+    events(Event::Finished { steps: steps_run, bytes_sent, elapsed_ms: elapsed.as_millis() as u64 });
+    Ok(Summary { steps: steps_run, bytes_sent, elapsed })
+}
