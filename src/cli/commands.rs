@@ -3,6 +3,7 @@
 use super::target::{self, Target};
 use super::{CliError, Cmd, Context, RebootArg};
 use crate::fastboot::{FastbootClient, RebootTarget};
+use crate::rescue::PhoneMode;
 use crate::sim::{self, Fault, ListenSpec, SimOptions};
 use serde_json::json;
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub struct SimulateArgs {
     /// Write every download payload to DIR/000001.bin, DIR/000002.bin, ...
     #[arg(long, value_name = "DIR")]
     pub capture: Option<PathBuf>,
+    /// Serve a phone in Mi Recovery ("Connect with MIAssistant", ADB) instead of fastboot.
+    #[arg(long)]
+    pub recovery: bool,
 }
 
 pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
@@ -118,6 +122,9 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
         }
         Cmd::Crc { images, max_download_size } => crc(&images, max_download_size),
         Cmd::Simulate(args) => simulate(args),
+        Cmd::Recovery(args) => super::rescue::recovery(args, ctx),
+        Cmd::Rescue(args) => super::rescue::rescue(args, ctx),
+        Cmd::Doctor(args) => super::rescue::doctor(args),
     }
 }
 
@@ -141,6 +148,31 @@ struct DeviceRow {
     mode: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
+    /// What the user can do next with a phone in this mode.
+    next: Option<String>,
+    /// VID:PID, for phones in modes other than fastboot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usb_id: Option<String>,
+}
+
+impl DeviceRow {
+    /// A fastboot row that could not be asked anything.
+    fn unprobed(serial: String, problem: String) -> DeviceRow {
+        let mode = PhoneMode::Bootloader;
+        let next = super::rescue::mode_hint(mode);
+        DeviceRow {
+            serial,
+            transport: "usb".into(),
+            product: None,
+            unlocked: None,
+            anti: None,
+            current_slot: None,
+            mode: mode.id().into(),
+            problem: Some(problem),
+            next,
+            usb_id: None,
+        }
+    }
 }
 
 fn yes(v: Option<String>) -> Option<bool> {
@@ -156,8 +188,9 @@ fn probe(client: &mut FastbootClient, serial: String, transport: &str) -> Device
     let unlocked = yes(get("unlocked"));
     let anti = get("anti").and_then(|a| a.parse().ok());
     let current_slot = get("current-slot").map(|s| s.trim_start_matches('_').to_string());
-    let mode = if yes(get("is-userspace")) == Some(true) { "fastbootd" } else { "bootloader" };
-    DeviceRow { serial, transport: transport.into(), product, unlocked, anti, current_slot, mode: mode.into(), problem: None }
+    let mode = if yes(get("is-userspace")) == Some(true) { PhoneMode::Fastbootd } else { PhoneMode::Bootloader };
+    let next = super::rescue::mode_hint(mode);
+    DeviceRow { serial, transport: transport.into(), product, unlocked, anti, current_slot, mode: mode.id().into(), problem: None, next, usb_id: None }
 }
 
 fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
@@ -189,32 +222,35 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
             for d in found {
                 let id = d.id();
                 match &d.problem {
-                    Some(p) => rows.push(DeviceRow {
-                        serial: d.serial.clone().unwrap_or_else(|| id.clone()),
+                    Some(p) => rows.push(DeviceRow::unprobed(d.serial.clone().unwrap_or_else(|| id.clone()), p.clone())),
+                    None => match target::connect(&Target::Usb(Some(id.clone())), &ctx.connect) {
+                        Ok(mut c) => rows.push(probe(&mut c, d.serial.clone().unwrap_or(id), "usb")),
+                        Err(e) => rows.push(DeviceRow::unprobed(
+                            d.serial.clone().unwrap_or(id),
+                            match e.hint {
+                                Some(h) => format!("{} ({h})", e.message),
+                                None => e.message,
+                            },
+                        )),
+                    },
+                }
+            }
+            // Phones in every other mode: ADB, Mi Recovery, EDL, MediaTek, plain Android.
+            if usb_problem.is_none() {
+                match super::rescue::other_mode_phones() {
+                    Ok(phones) => rows.extend(phones.into_iter().map(|p| DeviceRow {
+                        serial: p.serial.clone().unwrap_or_else(|| p.id()),
                         transport: "usb".into(),
-                        product: None,
+                        product: p.product.clone(),
                         unlocked: None,
                         anti: None,
                         current_slot: None,
-                        mode: "bootloader".into(),
-                        problem: Some(p.clone()),
-                    }),
-                    None => match target::connect(&Target::Usb(Some(id.clone())), &ctx.connect) {
-                        Ok(mut c) => rows.push(probe(&mut c, d.serial.clone().unwrap_or(id), "usb")),
-                        Err(e) => rows.push(DeviceRow {
-                            serial: d.serial.clone().unwrap_or(id),
-                            transport: "usb".into(),
-                            product: None,
-                            unlocked: None,
-                            anti: None,
-                            current_slot: None,
-                            mode: "bootloader".into(),
-                            problem: Some(match e.hint {
-                                Some(h) => format!("{} ({h})", e.message),
-                                None => e.message,
-                            }),
-                        }),
-                    },
+                        mode: p.mode.id().into(),
+                        problem: p.problem.clone(),
+                        next: super::rescue::mode_hint(p.mode),
+                        usb_id: Some(p.usb_id()),
+                    })),
+                    Err(e) => usb_problem = Some(e),
                 }
             }
         }
@@ -237,6 +273,19 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     for r in &rows {
+        if let Some(mode) = PhoneMode::from_id(&r.mode).filter(|m| !m.can_flash()) {
+            let (name, can) = super::rescue::describe_mode(mode);
+            let usb_id = r.usb_id.as_deref().unwrap_or("?");
+            println!("{}\t{}\t{}\t{}\t{}", r.serial, r.transport, r.product.as_deref().unwrap_or(usb_id), usb_id, r.mode);
+            println!("\t{name}: mi-flash can {can}");
+            if let Some(next) = &r.next {
+                println!("\tnext: {next}");
+            }
+            if let Some(p) = &r.problem {
+                println!("\t{p}");
+            }
+            continue;
+        }
         let unlocked = match r.unlocked {
             Some(true) => "unlocked",
             Some(false) => "locked",
@@ -256,6 +305,9 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
         );
         if let Some(p) = &r.problem {
             println!("\t{p}");
+        }
+        if let Some(next) = &r.next {
+            println!("\tnext: {next}");
         }
     }
     Ok(())
@@ -392,6 +444,9 @@ fn flash_one(ctx: &Context, partition: &str, file: &std::path::Path, max_downloa
 
 fn simulate(args: SimulateArgs) -> Result<(), CliError> {
     let options = SimOptions { faults: args.faults, link_rate: args.link_rate, capture: args.capture };
+    if args.recovery {
+        return super::rescue::simulate_recovery(&args.listen, &args.profile, &args.store, options);
+    }
     let (mut dev, _name) = sim::build(&args.profile, &args.store, options).map_err(CliError::new)?;
     sim::serve(&args.listen, &mut dev)
         .map_err(|e| CliError::new(format!("cannot serve on {:?}: {e}", args.listen)).hint("choose another port, or port 0 for a free one"))

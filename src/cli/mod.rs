@@ -4,6 +4,7 @@
 mod commands;
 mod progress;
 mod rom;
+mod rescue;
 mod target;
 mod usb;
 
@@ -199,6 +200,13 @@ pub enum Cmd {
     },
     /// Run a simulated Xiaomi phone that fastboot clients (mi-flash, AOSP fastboot) can use.
     Simulate(commands::SimulateArgs),
+    /// Talk to a phone in Mi Recovery ("Connect with MIAssistant"): read it, factory reset,
+    /// reboot.
+    Recovery(rescue::RecoveryArgs),
+    /// A step-by-step guide for a phone you cannot get into (English / Bahasa Indonesia).
+    Rescue(rescue::RescueArgs),
+    /// Check this computer: USB access, udev rule or driver, disk space, state directory.
+    Doctor(rescue::DoctorArgs),
 }
 
 /// A byte count: decimal, hex with 0x, or with a K/M/G suffix (powers of 1024).

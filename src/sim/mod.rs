@@ -6,6 +6,7 @@ pub mod crc;
 pub mod device;
 pub mod fault;
 pub mod profile;
+pub mod recovery;
 pub mod store;
 pub mod udp;
 
@@ -104,7 +105,7 @@ pub fn serve_tcp(spec: &ListenSpec, device: &mut SimDevice) -> std::io::Result<(
 
 /// Prints `listening on SCHEME:HOST:PORT` (the first stdout line, which scripts wait for) and
 /// warns when the address is reachable from other machines.
-pub(crate) fn announce(scheme: &str, addr: std::net::SocketAddr) -> std::io::Result<()> {
+pub(crate) fn announce(scheme: &str, addr: std::net::SocketAddr) -> std::io::Result<String> {
     if !addr.ip().is_loopback() {
         eprintln!(
             "warning: the simulator listens on {} which other machines can reach; use 127.0.0.1 unless that is what you want",
@@ -115,9 +116,22 @@ pub(crate) fn announce(scheme: &str, addr: std::net::SocketAddr) -> std::io::Res
         IpAddr::V6(ip) => format!("[{ip}]"),
         IpAddr::V4(ip) => ip.to_string(),
     };
+    let address = format!("{scheme}:{shown}:{}", addr.port());
     let mut out = std::io::stdout();
-    writeln!(out, "listening on {scheme}:{shown}:{}", addr.port())?;
-    out.flush()
+    writeln!(out, "listening on {address}")?;
+    out.flush()?;
+    Ok(address)
+}
+
+/// Binds a TCP listening socket and announces it (see [`announce`]). Returns the listener and
+/// the announced address.
+pub(crate) fn bind_announced(spec: &ListenSpec) -> std::io::Result<(TcpListener, String)> {
+    let ListenSpec::Tcp { host, port } = spec else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "this simulator serves TCP only: use tcp:HOST:PORT"));
+    };
+    let listener = TcpListener::bind((host.as_str(), *port))?;
+    let address = announce("tcp", listener.local_addr()?)?;
+    Ok((listener, address))
 }
 
 /// Serves on whatever `spec` names: TCP connections one at a time, or UDP sessions.

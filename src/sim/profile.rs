@@ -4,7 +4,8 @@
 //! `slot-count`, `current-slot`, `max-download-size`, `is-userspace`, and a `[partitions]`
 //! table of `name = size-in-bytes`. Extensions: `secure`, `version-bootloader`,
 //! `version-baseband`, `hw-revision`, `security-patch-level`, `unslotted` (partitions of the
-//! table that have no slots on an A/B phone), and a `[vars]` table of extra `getvar` answers.
+//! table that have no slots on an A/B phone), a `[vars]` table of extra `getvar` answers, and
+//! a `[recovery]` table for the simulated Mi Recovery ([`super::recovery::RecoveryProfile`]).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -48,6 +49,8 @@ pub struct Profile {
     pub unslotted: Vec<String>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub recovery: super::recovery::RecoveryProfile,
 }
 
 fn default_serial() -> String {

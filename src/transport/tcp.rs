@@ -41,7 +41,7 @@ pub fn parse_host_port(spec: &str, default_port: u16) -> Result<(String, u16), S
     }
 }
 
-fn map_io(e: std::io::Error, timeout: Option<Duration>) -> TransportError {
+pub(crate) fn map_io(e: std::io::Error, timeout: Option<Duration>) -> TransportError {
     match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => TransportError::Timeout(timeout.unwrap_or_default()),
         ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {

@@ -392,7 +392,7 @@ struct Candidate {
     serial_index: Option<u8>,
 }
 
-fn new_context() -> Result<Context, TransportError> {
+pub(crate) fn new_context() -> Result<Context, TransportError> {
     Context::new().map_err(|e| TransportError::Usb {
         message: format!("cannot start the USB library (libusb): {e}"),
         hint: Some(if cfg!(target_os = "linux") {
@@ -450,14 +450,7 @@ fn fastboot_candidate(device: &Device<Context>) -> Option<Candidate> {
             ))
         })
     })?;
-    let port_path = match device.port_numbers() {
-        Ok(ports) if !ports.is_empty() => format!(
-            "{}-{}",
-            device.bus_number(),
-            ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
-        ),
-        _ => format!("{}-0{}", device.bus_number(), device.address()),
-    };
+    let port_path = port_path(device);
     let mut info = UsbDeviceInfo {
         serial: None,
         product: None,
@@ -502,14 +495,26 @@ fn fastboot_candidate(device: &Device<Context>) -> Option<Candidate> {
     Some(Candidate { device: device.clone(), info, alt_setting, ep_in, ep_out, in_packet, serial_index })
 }
 
-fn read_sysfs_attribute(port_path: &str, name: &str) -> Option<String> {
+/// Physical port, Linux sysfs style (`BUS-PORT[.PORT...]`).
+pub(crate) fn port_path(device: &Device<Context>) -> String {
+    match device.port_numbers() {
+        Ok(ports) if !ports.is_empty() => format!(
+            "{}-{}",
+            device.bus_number(),
+            ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
+        ),
+        _ => format!("{}-0{}", device.bus_number(), device.address()),
+    }
+}
+
+pub(crate) fn read_sysfs_attribute(port_path: &str, name: &str) -> Option<String> {
     let path = format!("/sys/bus/usb/devices/{port_path}/{name}");
     let text = std::fs::read_to_string(path).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
 }
 
-fn read_string(handle: &DeviceHandle<Context>, index: Option<u8>) -> Option<String> {
+pub(crate) fn read_string(handle: &DeviceHandle<Context>, index: Option<u8>) -> Option<String> {
     let index = index?;
     let language = *handle.read_languages(DESCRIPTOR_TIMEOUT).ok()?.first()?;
     let text = handle.read_string_descriptor(language, index, DESCRIPTOR_TIMEOUT).ok()?;
