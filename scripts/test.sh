@@ -8,5 +8,6 @@ cd "$(dirname "$0")/.."
 
 cargo test --locked
 scripts/run-usb-tests.sh
+scripts/run-rescue-usb-tests.sh
 cargo build --locked --quiet --bin mi-flash
 MI_FLASH="$PWD/target/debug/mi-flash" tests/interop/uboot/run.sh
