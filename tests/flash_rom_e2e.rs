@@ -112,3 +112,31 @@ fn cereus_mediatek_lock_script_over_tcp() {
     let r = run(&["-s", &sim.target(), "getvar", "unlocked"]);
     assert!(r.all().contains("no"), "{}", r.all());
 }
+
+#[test]
+fn crc_lists_name_partitions_of_dirname_style_scripts() {
+    // Most .sh scripts write `dirname $0`/images/FILE; crclist.txt names the partition (xbl),
+    // not the file (xbl_s.melf): verification must find the image through the script.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("moonstone_images_V1.0.0.0.TEST_14.0");
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    let image = common::random_bytes(8192 + 5, 7);
+    std::fs::write(root.join("images/xbl_s.melf"), &image).unwrap();
+    let mut list = mi_flash::sparse::CrcList::default();
+    list.push("xbl", crc32fast::hash(&image));
+    std::fs::write(root.join("images/crclist.txt"), list.to_string()).unwrap();
+    std::fs::write(
+        root.join("flash_all.sh"),
+        "fastboot $* getvar product 2>&1 | grep \"^product: *moonstone\"\n\
+         if [ $? -ne 0  ] ; then echo \"Missmatching image and device\"; exit 1; fi\n\
+         fastboot $* flash crclist `dirname $0`/images/crclist.txt\n\
+         if [ $? -ne 0 ] ; then echo \"Flash crclist error\"; exit 1; fi\n\
+         fastboot $* flash xbl_ab `dirname $0`/images/xbl_s.melf\n\
+         if [ $? -ne 0 ] ; then echo \"Flash xbl error\"; exit 1; fi\n\
+         fastboot $* reboot\n",
+    )
+    .unwrap();
+    let r = run(&["verify", "--rom", &s(&root)]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("xbl: CRC-32"), "{}", r.stdout);
+}
