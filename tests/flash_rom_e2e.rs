@@ -1,9 +1,13 @@
 //! `mi-flash flash --rom` end to end against the simulated phone, over TCP (a `mi-flash
 //! simulate` process) and in-process (`-s sim:PROFILE`): the sample package as .tgz, folder
-//! and .zip, and packages built around real Xiaomi scripts (A/B piano, old non-A/B oxygen,
-//! MediaTek cereus in lock mode). Afterwards every partition the plan writes is byte-identical
-//! to its image (sparse images expanded), and the simulator's log shows the plan's operations
-//! in the plan's order.
+//! and .zip, and packages built around real Xiaomi scripts (A/B piano and liuqin, non-A/B
+//! oxygen, raphaelin and land, MediaTek cereus in lock mode, ysl keeping data). Afterwards
+//! every partition the plan writes is byte-identical to its image (sparse images expanded),
+//! and the simulator's log shows the plan's operations in the plan's order.
+//!
+//! The real scripts are read at test time from `../shared/fixtures/xiaomi-scripts` (or
+//! `MI_FLASH_XIAOMI_SCRIPTS`); without them those tests print a notice and pass, except under
+//! CI=true.
 
 mod common;
 use common::rom::*;
@@ -139,4 +143,33 @@ fn crc_lists_name_partitions_of_dirname_style_scripts() {
     let r = run(&["verify", "--rom", &s(&root)]);
     r.expect_code(0);
     assert!(r.stdout.contains("xbl: CRC-32"), "{}", r.stdout);
+}
+
+/// Builds a package around `family`'s script and flashes it on an in-process simulator.
+fn real_script_in_process(family: Family, mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pkg) = fixture_package(&family, &dir.path().join("pkg")) else { return };
+    let store = dir.path().join("store");
+    let target = ["-s".into(), format!("sim:{}", s(&pkg.profile)), "--sim-store".into(), s(&store)];
+    flash_and_check(&target, &store, &pkg.root, &pkg.root, mode, &pkg.vars);
+}
+
+#[test]
+fn liuqin_recent_ab_tablet_script() {
+    real_script_in_process(Family { fixture: "liuqin__flash_all__G0246.sh", script: "flash_all.sh", codename: "liuqin", ab: true, crc: true, anti: Some(1), partition_table: true, max_download_size: MIB }, "clean");
+}
+
+#[test]
+fn raphaelin_non_ab_script_with_its_own_anti_check() {
+    real_script_in_process(Family { fixture: "raphaelin__flash_all__naxl.sh", script: "flash_all.sh", codename: "raphaelin", ab: false, crc: true, anti: Some(1), partition_table: true, max_download_size: MIB }, "clean");
+}
+
+#[test]
+fn land_2016_script_that_flashes_its_partition_table() {
+    real_script_in_process(Family { fixture: "land__flash_all__puresoul.sh", script: "flash_all.sh", codename: "land", ab: false, crc: false, anti: None, partition_table: false, max_download_size: MIB }, "clean");
+}
+
+#[test]
+fn ysl_keep_data_script() {
+    real_script_in_process(Family { fixture: "ysl__flash_all_except_data__luthfina16.sh", script: "flash_all_except_data.sh", codename: "ysl", ab: false, crc: false, anti: None, partition_table: false, max_download_size: MIB }, "keep-data");
 }
