@@ -1,9 +1,13 @@
 //! `mi-flash flash --rom` end to end against the simulated phone, over TCP (a `mi-flash
 //! simulate` process) and in-process (`-s sim:PROFILE`): the sample package as .tgz, folder
-//! and .zip, and packages built around real Xiaomi scripts (A/B piano, old non-A/B oxygen,
-//! MediaTek cereus in lock mode). Afterwards every partition the plan writes is byte-identical
-//! to its image (sparse images expanded), and the simulator's log shows the plan's operations
-//! in the plan's order.
+//! and .zip, and packages built around real Xiaomi scripts (A/B piano and liuqin, non-A/B
+//! oxygen, raphaelin and land, MediaTek cereus in lock mode, ysl keeping data). Afterwards
+//! every partition the plan writes is byte-identical to its image (sparse images expanded),
+//! and the simulator's log shows the plan's operations in the plan's order.
+//!
+//! The real scripts are read at test time from `../shared/fixtures/xiaomi-scripts` (or
+//! `MI_FLASH_XIAOMI_SCRIPTS`); without them those tests print a notice and pass, except under
+//! CI=true.
 
 mod common;
 use common::rom::*;
@@ -111,4 +115,61 @@ fn cereus_mediatek_lock_script_over_tcp() {
     // The phone is locked now (the simulator serves the next connection in its new state).
     let r = run(&["-s", &sim.target(), "getvar", "unlocked"]);
     assert!(r.all().contains("no"), "{}", r.all());
+}
+
+#[test]
+fn crc_lists_name_partitions_of_dirname_style_scripts() {
+    // Most .sh scripts write `dirname $0`/images/FILE; crclist.txt names the partition (xbl),
+    // not the file (xbl_s.melf): verification must find the image through the script.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("moonstone_images_V1.0.0.0.TEST_14.0");
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    let image = common::random_bytes(8192 + 5, 7);
+    std::fs::write(root.join("images/xbl_s.melf"), &image).unwrap();
+    let mut list = mi_flash::sparse::CrcList::default();
+    list.push("xbl", crc32fast::hash(&image));
+    std::fs::write(root.join("images/crclist.txt"), list.to_string()).unwrap();
+    std::fs::write(
+        root.join("flash_all.sh"),
+        "fastboot $* getvar product 2>&1 | grep \"^product: *moonstone\"\n\
+         if [ $? -ne 0  ] ; then echo \"Missmatching image and device\"; exit 1; fi\n\
+         fastboot $* flash crclist `dirname $0`/images/crclist.txt\n\
+         if [ $? -ne 0 ] ; then echo \"Flash crclist error\"; exit 1; fi\n\
+         fastboot $* flash xbl_ab `dirname $0`/images/xbl_s.melf\n\
+         if [ $? -ne 0 ] ; then echo \"Flash xbl error\"; exit 1; fi\n\
+         fastboot $* reboot\n",
+    )
+    .unwrap();
+    let r = run(&["verify", "--rom", &s(&root)]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("xbl: CRC-32"), "{}", r.stdout);
+}
+
+/// Builds a package around `family`'s script and flashes it on an in-process simulator.
+fn real_script_in_process(family: Family, mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pkg) = fixture_package(&family, &dir.path().join("pkg")) else { return };
+    let store = dir.path().join("store");
+    let target = ["-s".into(), format!("sim:{}", s(&pkg.profile)), "--sim-store".into(), s(&store)];
+    flash_and_check(&target, &store, &pkg.root, &pkg.root, mode, &pkg.vars);
+}
+
+#[test]
+fn liuqin_recent_ab_tablet_script() {
+    real_script_in_process(Family { fixture: "liuqin__flash_all__G0246.sh", script: "flash_all.sh", codename: "liuqin", ab: true, crc: true, anti: Some(1), partition_table: true, max_download_size: MIB }, "clean");
+}
+
+#[test]
+fn raphaelin_non_ab_script_with_its_own_anti_check() {
+    real_script_in_process(Family { fixture: "raphaelin__flash_all__naxl.sh", script: "flash_all.sh", codename: "raphaelin", ab: false, crc: true, anti: Some(1), partition_table: true, max_download_size: MIB }, "clean");
+}
+
+#[test]
+fn land_2016_script_that_flashes_its_partition_table() {
+    real_script_in_process(Family { fixture: "land__flash_all__puresoul.sh", script: "flash_all.sh", codename: "land", ab: false, crc: false, anti: None, partition_table: false, max_download_size: MIB }, "clean");
+}
+
+#[test]
+fn ysl_keep_data_script() {
+    real_script_in_process(Family { fixture: "ysl__flash_all_except_data__luthfina16.sh", script: "flash_all_except_data.sh", codename: "ysl", ab: false, crc: false, anti: None, partition_table: false, max_download_size: MIB }, "keep-data");
 }

@@ -619,7 +619,9 @@ fn partition_image_map(package: &Package, options: &VerifyOptions) -> HashMap<St
         .expect("static regex");
     for script in package.script_names() {
         if let Some(text) = package.small_file(&script) {
-            for cap in re.captures_iter(&String::from_utf8_lossy(text)) {
+            // Most .sh scripts name the package root `dirname $0`, with a space inside.
+            let text = String::from_utf8_lossy(text).replace("`dirname $0`", "").replace("$(dirname $0)", "");
+            for cap in re.captures_iter(&text) {
                 add(&mut map, &cap[1], &cap[2]);
             }
         }

@@ -228,7 +228,7 @@ pub fn plan(rom: &Path, mode: &str) -> Plan {
 
 /// Whether a step runs on a phone whose variables are `vars` (for `when` conditions).
 pub fn runs(step: &mi_flash::rom::plan::Step, vars: &HashMap<&str, &str>) -> bool {
-    step.when.as_ref().is_none_or(|c| c.holds(vars.get(c.var()).copied()))
+    step.when.as_ref().map_or(true, |c| c.holds(vars.get(c.var()).copied()))
 }
 
 /// The commands that change the phone, in plan order, as the simulator logs them.
