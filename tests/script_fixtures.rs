@@ -8,22 +8,8 @@ use mi_flash::rom::plan::{Action, AntiSource, MemoryFiles, Plan};
 use mi_flash::rom::script::parse_script;
 use regex::Regex;
 
-/// The fixtures live next to the crate (`../shared/...`); `MI_FLASH_XIAOMI_SCRIPTS` points
-/// elsewhere (e.g. from a git worktree).
-fn fixtures() -> Option<PathBuf> {
-    let dir = match std::env::var_os("MI_FLASH_XIAOMI_SCRIPTS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/xiaomi-scripts")),
-    };
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("fixtures not found at {}", dir.display());
-    }
-    println!("skipped: fixtures not found");
-    None
-}
+mod common;
+use common::fixtures;
 
 fn scripts(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)

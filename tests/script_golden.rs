@@ -5,25 +5,13 @@
 //! The scripts are third-party files, so the golden files keep line numbers but not the
 //! scripts' line texts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mi_flash::rom::plan::{MemoryFiles, Plan};
 use mi_flash::rom::script::parse_script;
 
-fn fixtures() -> Option<PathBuf> {
-    let dir = match std::env::var_os("MI_FLASH_XIAOMI_SCRIPTS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/xiaomi-scripts")),
-    };
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("fixtures not found at {}", dir.display());
-    }
-    println!("skipped: fixtures not found");
-    None
-}
+mod common;
+use common::fixtures;
 
 /// (fixture, golden name, the package is a newer one with anti_version.txt etc.)
 const GOLDEN: &[(&str, &str, bool)] = &[

@@ -116,3 +116,21 @@ pub fn write_profile(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write profile");
     p
 }
+
+/// The shared Xiaomi script fixtures (`../shared/fixtures/xiaomi-scripts` beside the crate, or
+/// `MI_FLASH_XIAOMI_SCRIPTS`), or None with a notice when absent outside CI; under CI=true a
+/// missing folder fails the test.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = match std::env::var_os("MI_FLASH_XIAOMI_SCRIPTS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/xiaomi-scripts")),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("fixtures not found at {} (CI=true)", dir.display());
+    }
+    println!("skipped: fixtures not found");
+    None
+}

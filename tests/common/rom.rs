@@ -378,21 +378,7 @@ pub fn downloaded_bytes(log: &[serde_json::Value]) -> u64 {
 
 // ---- packages around the real Xiaomi scripts ----
 
-/// The shared Xiaomi script fixtures, or None (with the notice) when absent outside CI.
-pub fn fixtures() -> Option<PathBuf> {
-    let dir = match std::env::var_os("MI_FLASH_XIAOMI_SCRIPTS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/xiaomi-scripts")),
-    };
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("fixtures not found at {} (CI=true)", dir.display());
-    }
-    println!("skipped: fixtures not found");
-    None
-}
+pub use super::fixtures;
 
 /// Images whose names say they hold a file system: written as Android sparse images.
 fn looks_sparse(image: &str) -> bool {
