@@ -814,14 +814,14 @@ impl<'a> Bat<'a> {
             let parse = |s: &str| s.trim().parse::<i64>().map_err(|_| self.fail(line, format!("`%{spec}%`: not a number")));
             let mut start = parse(a)?;
             if start < 0 {
-                start = (n + start).max(0);
+                start = n.saturating_add(start).max(0);
             }
             let start = start.min(n);
             let end = match b {
                 None => n,
                 Some(b) => {
                     let len = parse(b)?;
-                    if len < 0 { (n + len).max(start) } else { (start + len).min(n) }
+                    if len < 0 { n.saturating_add(len).max(start) } else { start.saturating_add(len).min(n) }
                 }
             };
             return Ok(chars[start as usize..end.max(start) as usize].iter().collect());
