@@ -530,7 +530,13 @@ impl BatParser {
                         return self.syntax(format!("`if` with an unknown comparison `{op}`"));
                     }
                     self.skip_ws();
-                    BTest::Cmp(word, op, self.word()?)
+                    let rhs = self.word()?;
+                    // `if %A% GTR %B% set ...` with B empty reads `set` as the operand; cmd then
+                    // runs the assignment as a program and the check silently does nothing.
+                    if rhs.cooked.eq_ignore_ascii_case("set") {
+                        return Err((line, format!("this `if ... {op}` has nothing to compare with: a value the script expects is empty (is a package file it reads missing, such as images/platform_security_patch.txt?)"), ScriptErrorKind::Package));
+                    }
+                    BTest::Cmp(word, op, rhs)
                 }
             }
         };
