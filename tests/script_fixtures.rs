@@ -249,6 +249,16 @@ fn other_gates() {
         assert_eq!(spl.max, "2025-11-01");
         assert!(spl.allows(Some("2025-10-01")) && !spl.allows(Some("2025-12-05")));
     }
+    // Without images/platform_security_patch.txt the .sh test errors in the shell and never
+    // refuses (a warning says so); the .bat cannot even be read as intended.
+    let no_spl = MemoryFiles::new().with("images/anti_version.txt", b"1");
+    let plan = plan_of(&dir, "piano__flash_all_except_storage__thiraphit7.sh", &no_spl);
+    assert!(!plan.steps.iter().any(|s| matches!(s.action, Action::CheckSecurityPatch(_))));
+    assert!(plan.warnings.iter().any(|w| w.message.contains("empty value")), "{plan}");
+    let bytes = std::fs::read(dir.join("piano__flash_all_except_storage__thiraphit7.bat")).expect("read");
+    let err = parse_script("flash_all_except_storage.bat", &bytes, &no_spl).unwrap_err();
+    assert_eq!(err.kind, mi_flash::rom::script::ScriptErrorKind::Package, "{err}");
+    assert!(err.to_string().contains("platform_security_patch.txt"), "{err}");
 }
 
 #[test]

@@ -836,4 +836,26 @@ mod tests {
         let back: Plan = serde_json::from_value(j).unwrap();
         assert_eq!(back, plan);
     }
+
+    #[test]
+    fn images_and_annotate() {
+        let src = SourceLine { file: "f.sh".into(), line: 1, text: String::new() };
+        let flash = |p: &str, i: &str| Step {
+            action: Action::Flash(Flash { partition: p.into(), image: i.into(), size: None, sparse: None }),
+            when: None,
+            source: src.clone(),
+        };
+        let mut plan = Plan {
+            script: "f.sh".into(),
+            steps: vec![flash("tz", "images/tz.mbn"), flash("tzbak", "images/tz.mbn"), flash("super", "images/super.img")],
+            ..Plan::default()
+        };
+        assert_eq!(plan.images(), vec!["images/tz.mbn", "images/super.img"]);
+        plan.annotate(|i| (i == "images/super.img").then_some((100, true)));
+        let Action::Flash(f) = &plan.steps[2].action else { panic!() };
+        assert_eq!((f.size, f.sparse), (Some(100), Some(true)));
+        let Action::Flash(f) = &plan.steps[0].action else { panic!() };
+        assert_eq!((f.size, f.sparse), (None, None));
+        assert!(plan.to_string().contains("3. flash super images/super.img (100 bytes, sparse)"));
+    }
 }

@@ -530,7 +530,13 @@ impl BatParser {
                         return self.syntax(format!("`if` with an unknown comparison `{op}`"));
                     }
                     self.skip_ws();
-                    BTest::Cmp(word, op, self.word()?)
+                    let rhs = self.word()?;
+                    // `if %A% GTR %B% set ...` with B empty reads `set` as the operand; cmd then
+                    // runs the assignment as a program and the check silently does nothing.
+                    if rhs.cooked.eq_ignore_ascii_case("set") {
+                        return Err((line, format!("this `if ... {op}` has nothing to compare with: a value the script expects is empty (is a package file it reads missing, such as images/platform_security_patch.txt?)"), ScriptErrorKind::Package));
+                    }
+                    BTest::Cmp(word, op, rhs)
                 }
             }
         };
@@ -814,14 +820,14 @@ impl<'a> Bat<'a> {
             let parse = |s: &str| s.trim().parse::<i64>().map_err(|_| self.fail(line, format!("`%{spec}%`: not a number")));
             let mut start = parse(a)?;
             if start < 0 {
-                start = (n + start).max(0);
+                start = n.saturating_add(start).max(0);
             }
             let start = start.min(n);
             let end = match b {
                 None => n,
                 Some(b) => {
                     let len = parse(b)?;
-                    if len < 0 { (n + len).max(start) } else { (start + len).min(n) }
+                    if len < 0 { n.saturating_add(len).max(start) } else { start.saturating_add(len).min(n) }
                 }
             };
             return Ok(chars[start as usize..end.max(start) as usize].iter().collect());

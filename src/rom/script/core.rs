@@ -393,6 +393,14 @@ impl<'a> Planner<'a> {
 
     /// Whether `text` (which may hold symbols) matches, as far as it can be known.
     pub fn text_match(&self, text: &str, m: &Matcher) -> Result<Truth, String> {
+        self.text_match_within(text, m, 0)
+    }
+
+    fn text_match_within(&self, text: &str, m: &Matcher, depth: usize) -> Result<Truth, String> {
+        // Each symbol doubles the work; real scripts nest one or two.
+        if depth > 8 {
+            return Err("this test depends on too many device values".into());
+        }
         self.check_unknown(text)?;
         let Some((pos, c)) = text.char_indices().find(|(_, c)| is_sym(*c)) else {
             return Ok(Truth::Known(m.is_match(text)));
@@ -401,14 +409,14 @@ impl<'a> Planner<'a> {
         let after = &text[pos + c.len_utf8()..];
         match self.sym_of(c).cloned() {
             Some(Sym::Choice { cond, then, els }) => {
-                let a = self.text_match(&format!("{before}{then}{after}"), m)?;
-                let b = self.text_match(&format!("{before}{els}{after}"), m)?;
+                let a = self.text_match_within(&format!("{before}{then}{after}"), m, depth + 1)?;
+                let b = self.text_match_within(&format!("{before}{els}{after}"), m, depth + 1)?;
                 select(cond, a, b).ok_or_else(|| "this test depends on device values in a way mi-flash cannot follow".to_string())
             }
             _ => {
                 // Some other value: accept the answer only if it does not depend on it.
-                let a = self.text_match(&format!("{before}{after}"), m)?;
-                let b = self.text_match(&format!("{before}\u{1}{after}"), m)?;
+                let a = self.text_match_within(&format!("{before}{after}"), m, depth + 1)?;
+                let b = self.text_match_within(&format!("{before}\u{1}{after}"), m, depth + 1)?;
                 if a == b {
                     Ok(a)
                 } else {
@@ -627,7 +635,10 @@ impl<'a> Planner<'a> {
                     let shown: Vec<String> = alts
                         .iter()
                         .flat_map(|a| a.2.iter())
+                        // For display only: `a|b` (ERE) and `a\|b` (GNU BRE) list alternatives.
+                        .flat_map(|s| s.split("\\|").flat_map(|p| p.split('|')).map(str::to_string).collect::<Vec<_>>())
                         .map(|s| {
+                            let s = s.as_str();
                             shown_value(&var, s).unwrap_or_else(|| {
                                 if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                                     format!("containing {s}")
@@ -658,7 +669,7 @@ impl<'a> Planner<'a> {
                     if var == "anti" || var == "rollback_ver" {
                         let max = match op {
                             CmpOp::Gt => n,
-                            CmpOp::Ge => n - 1,
+                            CmpOp::Ge => n.saturating_sub(1),
                             _ => return Err(format!("an anti-rollback test with {} is not understood", op.symbol())),
                         };
                         let max = u32::try_from(max).map_err(|_| format!("the package anti-rollback index `{n}` is not valid"))?;
@@ -700,7 +711,11 @@ impl<'a> Planner<'a> {
         let has_anti = self.steps.iter().any(|s| matches!(s.action, Action::CheckAnti(_)));
         if !has_anti {
             let pkg = "images/anti_version.txt";
-            let from_pkg = self.files.read_small(pkg).and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.trim().parse::<u32>().ok());
+            let raw = self.files.read_small(pkg);
+            let from_pkg = raw.as_ref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.trim().parse::<u32>().ok());
+            if raw.is_some() && from_pkg.is_none() {
+                self.warnings.push(PlanWarning { message: format!("{pkg} does not hold a number; the package's anti-rollback index is unknown"), source: None });
+            }
             let added = if let Some(max) = from_pkg {
                 let source = SourceLine { file: self.file.clone(), line: 0, text: format!("(added by mi-flash: the package has {pkg})") };
                 self.warnings.push(PlanWarning { message: format!("the script does not check anti-rollback; mi-flash checks it against {pkg}"), source: None });

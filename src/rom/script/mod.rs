@@ -88,11 +88,10 @@ pub fn parse_script_as(dialect: Dialect, file_name: &str, text: &[u8], files: &d
             });
         }
     };
-    if let Some((i, _)) = text.char_indices().find(|(_, c)| core::is_sym(*c) || (*c == '\0')) {
+    // Private-use characters are the reader's own symbols; no real script contains them.
+    if let Some((i, _)) = text.char_indices().find(|(_, c)| core::is_sym(*c) || *c == '\0') {
         let line = text[..i].matches('\n').count() + 1;
-        let mut p = core::Planner::new(file_name, text, files);
-        p.files = files;
-        return Err(p.err(line, ScriptErrorKind::Syntax, "the script contains control or private-use characters"));
+        return Err(core::Planner::new(file_name, text, files).err(line, ScriptErrorKind::Syntax, "the script contains NUL or private-use characters"));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match dialect {

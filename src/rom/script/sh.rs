@@ -69,23 +69,25 @@ enum Tok {
     Newline(usize),
 }
 
+/// A `#` comment: its line and text.
+type Comment = (usize, String);
+
 type LexResult<T> = Result<T, (usize, String, ScriptErrorKind)>;
 
-struct Lexer<'s> {
+struct Lexer {
     chars: Vec<char>,
     pos: usize,
     line: usize,
-    comments: Vec<(usize, String)>,
-    _src: &'s str,
+    comments: Vec<Comment>,
 }
 
 fn is_meta(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>')
 }
 
-impl<'s> Lexer<'s> {
-    fn new(src: &'s str, line: usize) -> Self {
-        Lexer { chars: src.chars().collect(), pos: 0, line, comments: Vec::new(), _src: src }
+impl Lexer {
+    fn new(src: &str, line: usize) -> Self {
+        Lexer { chars: src.chars().collect(), pos: 0, line, comments: Vec::new() }
     }
 
     fn peek(&self) -> Option<char> {
@@ -110,7 +112,7 @@ impl<'s> Lexer<'s> {
         Err((self.line, msg.into(), ScriptErrorKind::Unsupported))
     }
 
-    fn tokens(mut self) -> LexResult<(Vec<Tok>, Vec<(usize, String)>)> {
+    fn tokens(mut self) -> LexResult<(Vec<Tok>, Vec<Comment>)> {
         let mut out = Vec::new();
         while let Some(c) = self.peek() {
             match c {
@@ -210,7 +212,7 @@ impl<'s> Lexer<'s> {
         while matches!(self.peek(), Some(' ') | Some('\t')) {
             self.bump();
         }
-        if self.peek().is_none_or(is_meta) {
+        if self.peek().map_or(true, is_meta) {
             return self.syntax("a redirection without a target");
         }
         let target = self.word()?;
@@ -694,7 +696,7 @@ fn split_assignment(w: &Word) -> Option<(String, Word)> {
     Some((name.to_string(), Word { parts, line: w.line }))
 }
 
-fn parse_source(src: &str, first_line: usize) -> PResult<(Vec<Node>, Vec<(usize, String)>)> {
+fn parse_source(src: &str, first_line: usize) -> PResult<(Vec<Node>, Vec<Comment>)> {
     let (toks, comments) = Lexer::new(src, first_line).tokens()?;
     let mut p = Parser { toks, pos: 0, last_line: first_line };
     let nodes = p.list(&[])?;
