@@ -277,13 +277,43 @@ impl Run {
     /// Time the host waited for the phone after the last byte of each download was handed to
     /// the link (the phone writing the partition), summed over the run, for one phone.
     fn device_wait(&self) -> Duration {
+        self.device_wait_of(None)
+    }
+
+    /// Per phone (by the events' `device` field): its flash time (`finished.elapsed_ms`)
+    /// minus the time it waited for its phone to write, i.e. the time mi-flash needed.
+    fn host_times(&self) -> Vec<f64> {
+        self.events
+            .iter()
+            .filter(|(_, v)| v["event"] == "finished")
+            .map(|(_, v)| {
+                let device = v["device"].as_str();
+                v["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0 - self.device_wait_of(device).as_secs_f64()
+            })
+            .collect()
+    }
+
+    fn device_wait_of(&self, device: Option<&str>) -> Duration {
         let mut wait = Duration::ZERO;
+        // `progress` counts the bytes of the whole step; a download ends when that count
+        // reaches the end of the current piece (or of the step, unsplit).
+        let (mut piece_end, mut pieces_sum) = (None, 0);
         let mut data_done: Option<Duration> = None;
-        for (t, v) in &self.events {
+        for (t, v) in self.events.iter().filter(|(_, v)| device.is_none() || v["device"].as_str() == device) {
             match v["event"].as_str() {
-                Some("progress") if v["sent"] == v["total"] => data_done = Some(*t),
-                Some("progress") => data_done = None,
-                Some("piece") | Some("step-finished") => {
+                Some("step-started") => {
+                    piece_end = v["bytes"].as_u64();
+                    pieces_sum = 0;
+                }
+                Some("piece") => {
+                    if let Some(d) = data_done.take() {
+                        wait += t.saturating_sub(d);
+                    }
+                    pieces_sum += v["bytes"].as_u64().unwrap_or(0);
+                    piece_end = Some(pieces_sum);
+                }
+                Some("progress") if v["sent"].as_u64() == piece_end => data_done = Some(*t),
+                Some("step-finished") => {
                     if let Some(d) = data_done.take() {
                         wait += t.saturating_sub(d);
                     }
@@ -522,7 +552,7 @@ impl Bench<'_> {
         let profile = custom_profile(&self.work, "bench-gzip", (mib << 20) + (1 << 30), MOONSTONE_MAX_DOWNLOAD)?;
         let (tgz, size) = self.package("gzip", &self.sample_options(mib, true, MOONSTONE_MAX_DOWNLOAD))?;
         let target = format!("sim:{}", profile.display());
-        let (mut gz, mut mf, mut ver, mut prep, mut fl, mut mem) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut gz, mut mf, mut ver, mut prep, mut fl, mut mem, mut waits) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for round in 1..=self.args.rounds {
             let baseline = || {
                 let mut cmd = Command::new("gzip");
@@ -556,6 +586,7 @@ impl Bench<'_> {
             prep.push(p.as_secs_f64());
             fl.push(f.as_secs_f64());
             mem.push(m.peak_kib as f64 / 1024.0);
+            waits.push(m.device_wait().as_secs_f64());
         }
         println!("  package {:.0} MiB; gzip -dc best {:.0} MB/s of .tgz", size as f64 / 1048576.0, size as f64 / best(&gz) / 1e6);
         summary("gzip -dc", &gz);
@@ -563,6 +594,7 @@ impl Bench<'_> {
         summary("  verify pass", &ver);
         summary("  phone checks", &prep);
         summary("  flash pass", &fl);
+        summary("    of which the phone writing", &waits);
         ratio("mi-flash / gzip", &mf, &gz);
         ratio("  verify pass / gzip", &ver, &gz);
         ratio("  flash pass / gzip", &fl, &gz);
@@ -576,7 +608,7 @@ impl Bench<'_> {
         let profile = custom_profile(&self.work, "bench-link", (mib << 20) + (1 << 30), MOONSTONE_MAX_DOWNLOAD)?;
         let (tgz, _) = self.package("link", &self.sample_options(mib, true, MOONSTONE_MAX_DOWNLOAD))?;
         let profile = profile.display().to_string();
-        let (mut fl, mut ideal, mut waits) = (vec![], vec![], vec![]);
+        let (mut fl, mut ideal, mut waits, mut host) = (vec![], vec![], vec![], vec![]);
         for round in 1..=self.args.rounds {
             let sim = Sim::start(&self.bin, &self.work, &profile, Some(rate))?;
             let m = run_process(self.mi_flash(&[sim.target.clone()], &tgz, &[]), true, "mi-flash flash --rom", &[&sim])?;
@@ -586,18 +618,22 @@ impl Bench<'_> {
             let i = bytes as f64 / rate as f64;
             let w = m.device_wait().as_secs_f64();
             println!(
-                "  round {round}: {bytes} bytes sent; wire time {i:.2}s; flash pass {f:.2}s; ratio {:.3}; after-data waits {w:.2}s; total {}",
+                "  round {round}: {bytes} bytes sent; wire time {i:.2}s; flash pass {f:.2}s; ratio {:.3}; waits for the phone after data {w:.2}s; without them {:.3}; total {}",
                 f / i,
+                (f - w) / i,
                 secs(m.total)
             );
             fl.push(f);
             ideal.push(i);
             waits.push(w);
+            host.push(f - w);
         }
         summary("bytes / link rate", &ideal);
         summary("flash pass", &fl);
-        summary("  waits after each download", &waits);
+        summary("  waits for the phone after data", &waits);
+        summary("  flash pass without those waits", &host);
         ratio("flash pass / (bytes / rate)", &fl, &ideal);
+        ratio("  without the waits / (bytes / rate)", &host, &ideal);
         Ok(())
     }
 
@@ -637,7 +673,7 @@ impl Bench<'_> {
             .map(|i| custom_profile(&self.work, &format!("bench-multi-{}", i + 1), (mib << 20) + (1 << 30), MOONSTONE_MAX_DOWNLOAD).map(|p| p.display().to_string()))
             .collect::<Result<Vec<_>, _>>()?;
         let (tgz, _) = self.package("multi", &self.sample_options(mib, true, MOONSTONE_MAX_DOWNLOAD))?;
-        let (mut ones, mut many, mut one_t, mut many_t, mut mem) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut ones, mut many, mut one_t, mut many_t, mut mem, mut one_h, mut many_h) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for round in 1..=self.args.rounds {
             let one = || -> Result<Run, Failure> {
                 let sim = Sim::start(&self.bin, &self.work, &profiles[0], Some(rate))?;
@@ -654,15 +690,20 @@ impl Bench<'_> {
                 return Err(format!("{finished} of {n} phones finished"));
             }
             let (fa, fb) = (a.flash_pass().unwrap_or_default(), b.flash_pass().unwrap_or_default());
+            let ha = a.host_times().into_iter().fold(0.0, f64::max);
+            let hb = b.host_times().into_iter().fold(0.0, f64::max);
             println!(
-                "  round {round}: 1 phone flash {} (total {}), {n} phones flash {} (total {}), ratio {:.2}, peak {:.1} MiB",
+                "  round {round}: 1 phone flash {} (total {}), {n} phones flash {} (total {}), ratio {:.2}; without the phones' write time {ha:.2}s vs {hb:.2}s (slowest phone), ratio {:.2}; peak {:.1} MiB",
                 secs(fa),
                 secs(a.total),
                 secs(fb),
                 secs(b.total),
                 fb.as_secs_f64() / fa.as_secs_f64(),
+                hb / ha,
                 b.peak_kib as f64 / 1024.0
             );
+            one_h.push(ha);
+            many_h.push(hb);
             ones.push(fa.as_secs_f64());
             many.push(fb.as_secs_f64());
             one_t.push(a.total.as_secs_f64());
@@ -675,6 +716,7 @@ impl Bench<'_> {
         summary(&format!("{n} phones, whole run"), &many_t);
         ratio(&format!("flash pass {n} / 1"), &many, &ones);
         ratio(&format!("whole run {n} / 1"), &many_t, &one_t);
+        ratio(&format!("without the phones' writing {n} / 1"), &many_h, &one_h);
         println!("  mi-flash peak RSS with {n} phones: max {:.1} MiB", mem.iter().copied().fold(0.0, f64::max));
         let _ = std::io::stdout().flush();
         Ok(())
