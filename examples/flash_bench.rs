@@ -519,7 +519,7 @@ impl Bench<'_> {
             };
             let ours = || -> Result<Run, Failure> {
                 let sim = Sim::start(&self.bin, &self.work, "moonstone", None)?;
-                run_process(self.mi_flash(&[sim.target.clone()], &folder, &[]), true, "mi-flash flash --rom", &[])
+                run_process(self.mi_flash(std::slice::from_ref(&sim.target), &folder, &[]), true, "mi-flash flash --rom", &[])
             };
             let (f, m) = alternate(round, baseline, ours)?;
             println!(
@@ -562,7 +562,7 @@ impl Bench<'_> {
             let ours = || -> Result<Run, Failure> {
                 let store = tempfile::Builder::new().prefix("store-").tempdir_in(&self.work).map_err(|e| e.to_string())?;
                 let store_arg = store.path().display().to_string();
-                run_process(self.mi_flash(&[target.clone()], &tgz, &["--sim-store", &store_arg]), true, "mi-flash flash --rom", &[])
+                run_process(self.mi_flash(std::slice::from_ref(&target), &tgz, &["--sim-store", &store_arg]), true, "mi-flash flash --rom", &[])
             };
             let (g, m) = alternate(round, baseline, ours)?;
             let v = m.verify_pass().unwrap_or_default();
@@ -611,7 +611,7 @@ impl Bench<'_> {
         let (mut fl, mut ideal, mut waits, mut host) = (vec![], vec![], vec![], vec![]);
         for round in 1..=self.args.rounds {
             let sim = Sim::start(&self.bin, &self.work, &profile, Some(rate))?;
-            let m = run_process(self.mi_flash(&[sim.target.clone()], &tgz, &[]), true, "mi-flash flash --rom", &[&sim])?;
+            let m = run_process(self.mi_flash(std::slice::from_ref(&sim.target), &tgz, &[]), true, "mi-flash flash --rom", &[&sim])?;
             drop(sim);
             let f = m.flash_pass().unwrap_or_default().as_secs_f64();
             let bytes = m.bytes_sent();
@@ -646,7 +646,7 @@ impl Bench<'_> {
         let (mut mf, mut sims, mut times) = (vec![], vec![], vec![]);
         for round in 1..=self.args.rounds {
             let sim = Sim::start(&self.bin, &self.work, &profile, None)?;
-            let m = run_process(self.mi_flash(&[sim.target.clone()], &tgz, &[]), true, "mi-flash flash --rom", &[&sim])?;
+            let m = run_process(self.mi_flash(std::slice::from_ref(&sim.target), &tgz, &[]), true, "mi-flash flash --rom", &[&sim])?;
             let pieces = m.events.iter().filter(|(_, v)| v["event"] == "piece").count();
             let sim_peak = sim.peak_mib();
             drop(sim);
@@ -677,7 +677,7 @@ impl Bench<'_> {
         for round in 1..=self.args.rounds {
             let one = || -> Result<Run, Failure> {
                 let sim = Sim::start(&self.bin, &self.work, &profiles[0], Some(rate))?;
-                run_process(self.mi_flash(&[sim.target.clone()], &tgz, &[]), true, "mi-flash flash --rom (1 phone)", &[])
+                run_process(self.mi_flash(std::slice::from_ref(&sim.target), &tgz, &[]), true, "mi-flash flash --rom (1 phone)", &[])
             };
             let several = || -> Result<Run, Failure> {
                 let sims = profiles.iter().map(|p| Sim::start(&self.bin, &self.work, p, Some(rate))).collect::<Result<Vec<_>, _>>()?;
