@@ -4,7 +4,9 @@
 //! in archive order, and feeds every phone being flashed: an image that a phone needs next goes
 //! straight through a bounded channel (memory stays bounded: a few MiB per phone); an image
 //! needed later than the archive delivers it is spilled to a private temporary file, deleted
-//! when the flash ends. Nothing is extracted to disk first.
+//! when the flash ends. Nothing is extracted to disk first. Small files the verified package
+//! already holds in memory (the CRC lists Xiaomi scripts flash first, though they come last
+//! in the archive) are served from there, so they do not hold the images up.
 
 use crate::rom::package::{Package, SourceKind};
 use std::collections::{HashMap, HashSet};
@@ -64,6 +66,8 @@ type Chunk = Arc<Vec<u8>>;
 
 #[derive(Default)]
 struct State {
+    /// Wanted small files, as the verified package holds them.
+    memory: HashMap<String, Chunk>,
     /// Images written whole to the spill folder.
     spilled: HashMap<String, PathBuf>,
     /// Per phone: images being streamed to it, waiting to be opened.
@@ -114,8 +118,9 @@ impl ArchiveStream {
             message: e.to_string(),
         })?);
         let n = wants.len();
+        let memory = in_memory(&package, &wants).into_iter().map(|(k, v)| (k, Arc::new(v.to_vec()))).collect();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { streams: (0..n).map(|_| HashMap::new()).collect(), gone: vec![false; n], ..Default::default() }),
+            state: Mutex::new(State { memory, streams: (0..n).map(|_| HashMap::new()).collect(), gone: vec![false; n], ..Default::default() }),
             changed: Condvar::new(),
         });
         let feeds = (0..n).map(|id| StreamFeed { id, shared: shared.clone(), _spill: spill.clone() }).collect();
@@ -163,6 +168,11 @@ impl Drop for ArchiveStream {
     }
 }
 
+/// The wanted images the package keeps in memory since verification.
+fn in_memory<'p>(package: &'p Package, wants: &[Vec<String>]) -> HashMap<String, &'p [u8]> {
+    wants.iter().flatten().filter_map(|i| package.small_file(i).map(|b| (i.clone(), b))).collect()
+}
+
 /// The decompressing thread's loop over the archive.
 fn produce(package: &Package, wants: &[Vec<String>], shared: &Shared, dir: &Path) -> Result<(), String> {
     let uses: Vec<HashMap<&str, usize>> = wants
@@ -175,7 +185,8 @@ fn produce(package: &Package, wants: &[Vec<String>], shared: &Shared, dir: &Path
             m
         })
         .collect();
-    let mut produced: HashSet<String> = HashSet::new();
+    // Images served from memory count as delivered: they are nobody's next image to wait for.
+    let mut produced: HashSet<String> = in_memory(package, wants).into_keys().collect();
     let result = package.for_each_image(|entry, data| -> Result<(), String> {
         let image = entry.path.clone();
         let wanting: Vec<usize> = {
@@ -297,6 +308,9 @@ impl Read for ChannelReader {
 impl ImageFeed for StreamFeed {
     fn open(&mut self, image: &str) -> Result<Box<dyn Read + Send + '_>, FeedError> {
         let mut st = self.shared.lock();
+        if let Some(bytes) = st.memory.get(image) {
+            return Ok(Box::new(std::io::Cursor::new(bytes.to_vec())));
+        }
         loop {
             if let Some(rx) = st.streams[self.id].remove(image) {
                 return Ok(Box::new(ChannelReader { rx, chunk: None, pos: 0 }));
@@ -321,5 +335,46 @@ impl Drop for StreamFeed {
         let mut st = self.shared.lock();
         st.gone[self.id] = true;
         st.streams[self.id].clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rom::sample::{write_sample_package, SampleOptions};
+    use crate::rom::verify::{verify, VerifyOptions};
+
+    /// The sample's CRC lists come last in its archive but are flashed first: they are served
+    /// from memory, and every image then arrives in the order the phone wants it, so nothing
+    /// is spilled to disk.
+    #[test]
+    fn crc_lists_come_from_memory_and_images_stream_without_spilling() {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = write_sample_package(dir.path(), &SampleOptions::default()).unwrap();
+        let package = Arc::new(verify(&sample.path, &VerifyOptions::default()).unwrap().package);
+        let mut wants = vec!["images/crclist.txt".to_string(), "images/sparsecrclist.txt".to_string()];
+        wants.extend(sample.partitions.iter().map(|p| p.image.clone()));
+        let mut expected = HashMap::new();
+        package
+            .for_each_image(|e, data| -> Result<(), std::io::Error> {
+                let mut v = Vec::new();
+                data.read_to_end(&mut v)?;
+                expected.insert(e.path.clone(), v);
+                Ok(())
+            })
+            .unwrap();
+        let order: Vec<&str> = package.images().map(|e| e.path.as_str()).collect();
+        let at = |name: &str| order.iter().position(|p| *p == name);
+        assert!(at("images/crclist.txt") > at("images/super.img"), "the sample no longer puts its CRC lists last: {order:?}");
+
+        let (stream, mut feeds) = ArchiveStream::start(package.clone(), vec![wants.clone()]).unwrap();
+        for image in &wants {
+            let mut got = Vec::new();
+            feeds[0].open(image).unwrap().read_to_end(&mut got).unwrap();
+            assert_eq!(&got, &expected[image], "{image}");
+        }
+        assert_eq!(std::fs::read_dir(stream.spill_path()).unwrap().count(), 0, "images were spilled to disk");
+        drop(feeds);
+        assert_eq!(stream.finish(), None);
     }
 }
