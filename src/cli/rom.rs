@@ -361,6 +361,15 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
     if ready.is_empty() {
         return finish(results, several, &renderer);
     }
+    // The resume journal is kept per serial: two phones with one serial (cheap phones do that)
+    // would share it.
+    for (i, (a, pa)) in ready.iter().enumerate() {
+        if let Some((b, _)) = ready[i + 1..].iter().find(|(_, pb)| pb.serial == pa.serial) {
+            return Err(CliError::new(format!("{} and {} report the same serial number {}", a.label, b.label, pa.serial))
+                .hint("flash these phones one at a time")
+                .code(EXIT_USAGE));
+        }
+    }
     if args.dry_run {
         for (p, prep) in &ready {
             renderer.println(&format!("Dry run for {} ({}): nothing was written.", p.label, prep.product.as_deref().unwrap_or("?")));

@@ -6,7 +6,7 @@
 
 use crate::sparse::{ChunkKind, CrcList, SparseCrcList, SparseCrcValues, SparseLayout};
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Progress through the pieces of one partition's current image.
@@ -36,17 +36,25 @@ fn list_names(partition: &str) -> Vec<&str> {
     names
 }
 
-/// CRC-32 of a sparse image's RAW data and expanded FILL data, DONT_CARE skipped; and how many
-/// blocks it defines.
-fn feed_sparse_data(bytes: &[u8], layout: &SparseLayout, hasher: &mut crc32fast::Hasher) -> u64 {
+/// Feeds a sparse image's RAW data and expanded FILL data (DONT_CARE skipped) into `hasher`,
+/// reading the RAW data from `src` at the offsets of the layout; returns how many blocks it
+/// defines.
+fn feed_sparse_data<R: Read + Seek>(src: &mut R, layout: &SparseLayout, hasher: &mut crc32fast::Hasher) -> Result<u64, String> {
     let bs = layout.blk_sz as usize;
     let mut blocks = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let io = |e: std::io::Error| format!("Cannot read staged data: {e}");
     for c in &layout.chunks {
         match c.kind {
             ChunkKind::Raw => {
-                let start = c.data_offset as usize;
-                let end = start + c.blocks as usize * bs;
-                hasher.update(&bytes[start.min(bytes.len())..end.min(bytes.len())]);
+                src.seek(SeekFrom::Start(c.data_offset)).map_err(io)?;
+                let mut left = c.blocks as u64 * bs as u64;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    src.read_exact(&mut buf[..n]).map_err(io)?;
+                    hasher.update(&buf[..n]);
+                    left -= n as u64;
+                }
                 blocks += c.blocks as u64;
             }
             ChunkKind::Fill(v) => {
@@ -59,7 +67,7 @@ fn feed_sparse_data(bytes: &[u8], layout: &SparseLayout, hasher: &mut crc32fast:
             ChunkKind::DontCare | ChunkKind::Crc32(_) => {}
         }
     }
-    blocks
+    Ok(blocks)
 }
 
 impl CrcState {
@@ -105,7 +113,7 @@ impl CrcState {
     }
 
     /// A sparse piece for `partition`, already validated (`layout` of `bytes`).
-    pub fn check_sparse_piece(&mut self, partition: &str, bytes: &[u8], layout: &SparseLayout) -> Result<(), String> {
+    pub fn check_sparse_piece<R: Read + Seek>(&mut self, partition: &str, src: &mut R, layout: &SparseLayout) -> Result<(), String> {
         let names = list_names(partition);
         if let Some(entry) = self.sparse.as_ref().and_then(|l| names.iter().find_map(|n| l.get(n))).cloned() {
             let run = self.runs.entry(partition.to_string()).or_default();
@@ -119,7 +127,7 @@ impl CrcState {
             let result = match &entry.values {
                 SparseCrcValues::PerPiece { crcs } => {
                     let mut h = crc32fast::Hasher::new();
-                    feed_sparse_data(bytes, layout, &mut h);
+                    feed_sparse_data(src, layout, &mut h)?;
                     let crc = h.finalize();
                     if crc == crcs[k] {
                         Ok(())
@@ -128,7 +136,7 @@ impl CrcState {
                     }
                 }
                 SparseCrcValues::Whole { crc: expected, .. } => {
-                    feed_sparse_data(bytes, layout, &mut run.hasher);
+                    feed_sparse_data(src, layout, &mut run.hasher)?;
                     if run.received < total {
                         Ok(())
                     } else {
@@ -153,7 +161,7 @@ impl CrcState {
         };
         let run = self.runs.entry(partition.to_string()).or_default();
         run.received += 1;
-        run.blocks += feed_sparse_data(bytes, layout, &mut run.hasher);
+        run.blocks += feed_sparse_data(src, layout, &mut run.hasher)?;
         if run.blocks < layout.total_blks as u64 {
             return Ok(());
         }

@@ -515,15 +515,16 @@ impl SimDevice {
 
     fn flash_sparse(&mut self, name: &str, targets: &[String]) -> Result<(), String> {
         let staged = self.store.staged_path();
-        // The piece is checked whole before anything is written, so a malformed one writes nothing.
-        let bytes = std::fs::read(&staged).map_err(|e| format!("Cannot read staged data: {e}"))?;
-        let layout = crate::sparse::validate(&bytes).map_err(|e| format!("Invalid sparse image: {e}"))?;
+        let open = || File::open(&staged).map(|f| std::io::BufReader::with_capacity(1 << 20, f)).map_err(|e| format!("Cannot read staged data: {e}"));
+        // The piece is checked whole (its chunk headers, seeking over the data) before anything
+        // is written, so a malformed one writes nothing; the data is read from disk, never held.
+        let layout = crate::sparse::SparseLayout::read_seekable(open()?).map_err(|e| format!("Invalid sparse image: {e}"))?;
         let expanded = layout.expanded_len();
         let limit = targets.iter().filter_map(|t| self.partition_size(t)).min().unwrap_or(0);
         if expanded > limit {
             return Err(format!("Sparse image size {expanded} exceeds partition {name} size {limit}"));
         }
-        self.crc.check_sparse_piece(name, &bytes, &layout)?;
+        self.crc.check_sparse_piece(name, &mut open()?, &layout)?;
         for t in targets {
             let path = self.store.partition_path(t);
             let mut out = OpenOptions::new().create(true).write(true).truncate(false).open(&path)
@@ -535,7 +536,7 @@ impl SimDevice {
                 out.set_len(0).and_then(|_| out.set_len(expanded)).map_err(|e| format!("Write of {t} failed: {e}"))?;
             }
             out.seek(SeekFrom::Start(0)).map_err(|e| format!("Write of {t} failed: {e}"))?;
-            crate::sparse::decode_into(&bytes[..], &mut out).map_err(|e| format!("Invalid sparse image: {e}"))?;
+            crate::sparse::decode_into(open()?, &mut out).map_err(|e| format!("Invalid sparse image: {e}"))?;
         }
         Ok(())
     }
