@@ -47,24 +47,27 @@ fn assert_no_absurd_allocation(what: &str) {
     assert!(largest <= ALLOCATION_BOUND, "{what}: one allocation of {largest} bytes");
 }
 
-/// fastboot_response: a device answering `upload` with `DATAffffffff` made the client
-/// allocate 4 GiB before reading a byte. It must read what arrives and fail when the link
+/// fastboot_response: a device answering `upload` with `DATA90000030` (the input found:
+/// `04 00 "DATA90000030" 00 0a 0a 41 04`) made the client allocate 2.25 GiB before reading a
+/// byte; `DATAffffffff` asks for 4 GiB. It must read what arrives and fail when the link
 /// closes.
 #[test]
 fn upload_with_a_huge_announced_length_allocates_what_arrives() {
-    let mock = MockTransport::new([
-        Exchange::HostWrites(b"upload".to_vec()),
-        Exchange::DeviceSends(b"DATAffffffff".to_vec()),
-        Exchange::DeviceSends(b"abc".to_vec()),
-        Exchange::Disconnect,
-    ]);
-    let err = FastbootClient::new(Box::new(mock.clone())).upload().unwrap_err();
-    assert!(
-        matches!(err, FastbootError::Transport { source: TransportError::Closed, .. }),
-        "{err}"
-    );
-    assert_no_absurd_allocation("upload of DATAffffffff");
-    mock.assert_done();
+    for announced in [&b"DATA90000030\0"[..], b"DATAffffffff"] {
+        let mock = MockTransport::new([
+            Exchange::HostWrites(b"upload".to_vec()),
+            Exchange::DeviceSends(announced.to_vec()),
+            Exchange::DeviceSends(b"A\x04".to_vec()),
+            Exchange::Disconnect,
+        ]);
+        let err = FastbootClient::new(Box::new(mock.clone())).upload().unwrap_err();
+        assert!(
+            matches!(err, FastbootError::Transport { source: TransportError::Closed, .. }),
+            "{err}"
+        );
+        assert_no_absurd_allocation(&String::from_utf8_lossy(announced));
+        mock.assert_done();
+    }
 }
 
 /// The same data phase, complete and in several packets, still arrives whole (the fix reads
