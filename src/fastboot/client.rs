@@ -24,6 +24,8 @@ type MessageHook = Box<dyn FnMut(&DeviceMessage) + Send>;
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default wait for the result of `flash`/`erase`.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest read of an `upload` data phase, and the most memory reserved before data arrives.
+const UPLOAD_READ_CHUNK: usize = 1 << 20;
 
 pub struct FastbootClient {
     link: Box<dyn Transport>,
@@ -263,14 +265,17 @@ impl FastbootClient {
                 })
             }
         };
-        let mut data = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
+        // The length comes from the device: grow with the data that arrives instead of
+        // allocating it up front (`DATAffffffff` would ask for 4 GiB before the first byte).
+        let mut data = Vec::with_capacity(len.min(UPLOAD_READ_CHUNK));
+        let mut buf = vec![0u8; len.min(UPLOAD_READ_CHUNK)];
+        while data.len() < len {
+            let want = (len - data.len()).min(buf.len());
             let n = self
                 .link
-                .read(&mut data[got..], Some(self.response_timeout))
+                .read(&mut buf[..want], Some(self.response_timeout))
                 .map_err(|e| FastbootError::transport(&cmd, e))?;
-            got += n;
+            data.extend_from_slice(&buf[..n]);
         }
         match self.read_final(&cmd, self.response_timeout)? {
             Response::Okay(_) => Ok(data),
