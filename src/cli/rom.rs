@@ -341,7 +341,14 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
         });
     }
     let journal_dir = args.journal_dir.clone().unwrap_or_else(flasher::journal::default_dir);
-    let opts = FlashOptions { resume: args.resume, journal_dir: Some(journal_dir), max_download_size: rom_args.max_download_size, cancel: Some(cancel.clone()) };
+    let opts = FlashOptions {
+        resume: args.resume,
+        journal_dir: Some(journal_dir),
+        max_download_size: rom_args.max_download_size,
+        cancel: Some(cancel.clone()),
+        retries: ctx.retries,
+        retry_delay: std::time::Duration::from_secs(1),
+    };
 
     // Prepare every phone: all checks, nothing written.
     let mut ready: Vec<(Phone, Prepared)> = Vec::new();

@@ -33,6 +33,12 @@ pub enum FeedError {
 /// One phone's source of images, opened in plan order.
 pub trait ImageFeed: Send {
     fn open(&mut self, image: &str) -> Result<Box<dyn Read + Send + '_>, FeedError>;
+
+    /// Opens an image again from its start, to send it (or some of its pieces) once more after
+    /// the link failed. A random-access package simply opens it again.
+    fn reopen(&mut self, image: &str) -> Result<Box<dyn Read + Send + '_>, FeedError> {
+        self.open(image)
+    }
 }
 
 /// Random access: folders and `.zip` packages.
@@ -96,6 +102,9 @@ pub struct ArchiveStream {
 pub struct StreamFeed {
     id: usize,
     shared: Arc<Shared>,
+    /// For [`ImageFeed::reopen`]: an image the stream already delivered is read again from
+    /// the archive (or from the spill folder if it was spilled).
+    package: Arc<Package>,
     _spill: Arc<tempfile::TempDir>,
 }
 
@@ -118,7 +127,7 @@ impl ArchiveStream {
             state: Mutex::new(State { streams: (0..n).map(|_| HashMap::new()).collect(), gone: vec![false; n], ..Default::default() }),
             changed: Condvar::new(),
         });
-        let feeds = (0..n).map(|id| StreamFeed { id, shared: shared.clone(), _spill: spill.clone() }).collect();
+        let feeds = (0..n).map(|id| StreamFeed { id, shared: shared.clone(), package: package.clone(), _spill: spill.clone() }).collect();
         let (sh, dir) = (shared.clone(), spill.path().to_path_buf());
         let thread = std::thread::Builder::new()
             .name("mi-flash-decompress".into())
@@ -313,6 +322,26 @@ impl ImageFeed for StreamFeed {
             }
             st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    fn reopen(&mut self, image: &str) -> Result<Box<dyn Read + Send + '_>, FeedError> {
+        self.read_again(image)
+    }
+}
+
+impl StreamFeed {
+    /// A second read of an image the stream already delivered (or is delivering): its spilled
+    /// copy, else the archive decompressed again up to it. Rare (a retry after the link failed),
+    /// so it does not keep copies of streamed images around.
+    fn read_again(&self, image: &str) -> Result<Box<dyn Read + Send>, FeedError> {
+        let read_err = |message: String| FeedError::Read { image: image.to_string(), message };
+        let spilled = self.shared.lock().spilled.get(image).cloned();
+        if let Some(p) = spilled {
+            let f = File::open(p).map_err(|e| read_err(e.to_string()))?;
+            return Ok(Box::new(std::io::BufReader::with_capacity(CHUNK, f)));
+        }
+        let r = self.package.open_file(image).map_err(|e| read_err(e.to_string()))?;
+        Ok(Box::new(std::io::BufReader::with_capacity(CHUNK, r)))
     }
 }
 
