@@ -181,7 +181,10 @@ pub fn send_planned_from<R: Read>(
                         std::io::Error::other(msg)
                     })
                 });
-                if let Some(e) = image_error {
+                // When the link fails under the piece writer, the writer reports the failed
+                // write as its own error too: the link's failure is the real one.
+                let link_failed = matches!(&r, Err((_, ImageError::Device { source: FastbootError::Transport { .. }, .. })));
+                if let (Some(e), false) = (image_error, link_failed) {
                     return Err(SendError::Image(e));
                 }
                 r.map_err(|(stage, error)| SendError::Device { piece: piece.index, stage, error })?;
