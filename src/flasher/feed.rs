@@ -108,9 +108,14 @@ pub struct StreamFeed {
     _spill: Arc<tempfile::TempDir>,
 }
 
-/// A private folder for spilled images (0700 on Unix), removed when dropped.
+/// A private folder for spilled images (0700 on Unix), removed when dropped. The mode is
+/// asked for at creation: the default follows the umask (often 0755, readable by everyone).
 fn spill_dir() -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new().prefix("mi-flash-spill-").tempdir()
+    let mut b = tempfile::Builder::new();
+    b.prefix("mi-flash-spill-");
+    #[cfg(unix)]
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    b.tempdir()
 }
 
 impl ArchiveStream {
@@ -350,5 +355,26 @@ impl Drop for StreamFeed {
         let mut st = self.shared.lock();
         st.gone[self.id] = true;
         st.streams[self.id].clear();
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn spilled_images_are_private_and_removed_with_their_folder() {
+        let dir = spill_dir().unwrap();
+        let path = dir.path().to_path_buf();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        let shared = Shared { state: Mutex::new(State::default()), changed: Condvar::new() };
+        spill_to(&shared, &path, "images/super.img", &mut &b"data"[..]).unwrap();
+        let file = shared.lock().spilled["images/super.img"].clone();
+        assert!(file.starts_with(&path));
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), b"data");
+        drop(dir);
+        assert!(!path.exists(), "the spill folder outlived its flash");
     }
 }
