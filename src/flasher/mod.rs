@@ -433,7 +433,10 @@ pub fn prepare(
         check("resume", true, format!("continuing at step {}", resumed_from.unwrap_or(decisions.len() + 1)));
     } else if let Some(dir) = &opts.journal_dir {
         let store = JournalStore::new(dir.clone());
-        store.check_writable()?;
+        // Without a journal a failed flash could not be resumed: refuse before the first write.
+        store.check_writable().map_err(|e| {
+            refuse("journal", e.to_string(), Some("choose a writable folder with --journal-dir (or MI_FLASH_JOURNAL_DIR): the journal is what lets --resume continue a flash that stopped"))
+        })?;
         if let Ok(Some(j)) = store.load(&serial, &job.package_id) {
             if !j.complete {
                 warnings.push(format!(
