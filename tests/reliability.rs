@@ -199,3 +199,54 @@ fn simulate_listens_on_loopback_unless_told_and_warns_when_told() {
         assert!(err.contains("other machines can reach"), "no warning for {listen} (recovery: {recovery}): {err:?}");
     }
 }
+
+#[test]
+fn lock_mode_refuses_a_package_that_does_not_check_the_phone_or_is_for_another() {
+    let sample = sample(Form::Folder, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    // A lock script without the product check: relocking with a package that may not be for
+    // this phone could leave it locked and unbootable.
+    let root = dir.path().join(sample.root.file_name().unwrap());
+    copy_dir(&sample.root, &root);
+    let script = root.join("flash_all_lock.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.contains("getvar product") && !l.contains("Missmatching")).collect();
+    std::fs::write(&script, kept.join("\n") + "\n").unwrap();
+    let profile = moonstone_profile(dir.path(), MIB, &[]);
+    let sim = Sim::start(&s(&profile), &dir.path().join("store"), &[]);
+    let r = run(&["-s", &sim.target(), "flash", "--rom", &s(&root), "--mode", "lock", "--yes", "--journal-dir", &s(&dir.path().join("journal"))]);
+    r.expect_code(3).expect_no_success_message();
+    assert!(r.stderr.contains("relocks the bootloader but does not check the phone model"), "{}", r.stderr);
+    assert_eq!(writes(&sim), Vec::<String>::new());
+
+    // The package's own lock script, on a phone of another model.
+    let other = moonstone_profile(dir.path(), MIB, &[("product", "\"thor\"")]);
+    let sim = Sim::start(&s(&other), &dir.path().join("store-thor"), &[]);
+    let r = run(&["-s", &sim.target(), "flash", "--rom", &s(&sample.rom), "--mode", "lock", "--yes", "--journal-dir", &s(&dir.path().join("journal"))]);
+    r.expect_code(3).expect_no_success_message();
+    assert!(r.stderr.contains("this package is for moonstone, the phone is thor"), "{}", r.stderr);
+    assert_eq!(writes(&sim), Vec::<String>::new());
+}
+
+/// mi-flash never runs anything from a package, nor any other program: no process is ever
+/// started from the library or the command line (scripts become plans, see src/rom/script).
+#[test]
+fn mi_flash_starts_no_processes() {
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    let mut checked = 0;
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for bad in ["process::Command", "Command::new(", "libc::exec", "libc::system", "posix_spawn"] {
+                    assert!(!text.contains(bad), "{} contains `{bad}`", p.display());
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} source files found");
+}
