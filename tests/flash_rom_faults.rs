@@ -182,6 +182,14 @@ fn retry_after_a_download_stalls_inside_super() {
 }
 
 #[test]
+fn retry_after_a_download_command_drops_inside_super() {
+    let log = fault_then_retry("drop-on=download#20", Form::Tgz, &[], true);
+    assert!(log.iter().any(|e| e["result"] == "DROP"));
+    assert_eq!(okay_count(&log, "flash:sparsecrclist"), 2);
+    assert_eq!(okay_count(&log, "flash:super"), 2 + 5);
+}
+
+#[test]
 fn retry_sends_only_the_failed_piece_to_a_phone_without_crc_lists() {
     // No CRC lists: downloads 1-15 are the raw images, 16-20 super's pieces; #18 is piece 3.
     let log = fault_then_retry("drop-on=download#18", Form::Tgz, &[], false);
