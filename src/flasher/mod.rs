@@ -548,7 +548,7 @@ fn reconnect_same_phone(
     let failed = |e: FastbootError| ReconnectError::Failed(e.to_string());
     let serial = c.getvar_opt("serialno").map_err(failed)?;
     let product = c.getvar_opt("product").map_err(failed)?;
-    let same_serial = serial.as_deref().is_none_or(|s| s == prepared.serial);
+    let same_serial = serial.as_deref().map_or(true, |s| s == prepared.serial);
     if !same_serial || product != prepared.product {
         return Err(ReconnectError::OtherPhone(format!(
             "after reconnecting, the phone that answers is {} ({}), not {} ({})",
