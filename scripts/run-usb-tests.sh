@@ -110,15 +110,21 @@ mkdir -p "$work/sample-x"
 tar -xzf "$sample" -C "$work/sample-x"
 root=$(dirname "$(find "$work/sample-x" -name flash_all.sh | head -n 1)")
 "$MI_FLASH_BIN" plan --rom "$sample" --json > "$work/plan.json"
-out=$(MI_FLASH_SIM_PROFILE=tests/usb/fake-moonstone.toml MI_FLASH_SIM_STORE="$work/rom-store" timeout "$LIMIT" \
-    "$PYTHON" "$FAKE" -- "$MI_FLASH_BIN" -s "usb:$serial" flash --rom "$sample" --yes --journal-dir "$work/journal") \
-    || fail "flash --rom over USB failed: $out"
+# flash --rom on the fake moonstone over USB; the store and the journal folder are arguments.
+rom_on_phone() {
+    local store=$1 journal=$2
+    shift 2
+    MI_FLASH_SIM_PROFILE=tests/usb/fake-moonstone.toml MI_FLASH_SIM_STORE="$store" timeout "$LIMIT" \
+        "$PYTHON" "$FAKE" -- "$MI_FLASH_BIN" -s "usb:$serial" flash --rom "$sample" --yes --journal-dir "$journal" "$@"
+}
+out=$(rom_on_phone "$work/rom-store" "$work/journal") || fail "flash --rom over USB failed: $out"
 echo "$out" | tail -n 3
 grep -q "Sending sparse 'super' in 5 pieces" <<<"$out" || fail "super was not sent in pieces over USB"
 grep -q "^Finished: 26 steps" <<<"$out" || fail "flash --rom over USB did not finish all 26 steps"
 # Every partition the plan writes holds its image (sparse images expanded), as in
 # tests/flash_rom_e2e.rs.
-"$PYTHON" - "$work/plan.json" "$root" "$work/rom-store" <<'EOF' || fail "the simulator's store differs from the sample package flashed over USB"
+check_store() {
+"$PYTHON" - "$work/plan.json" "$root" "$1" <<'EOF'
 import json, os, re, struct, sys
 
 plan, root, store = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
@@ -159,4 +165,68 @@ for target, image in sorted(want.items()):
 print(f"{len(want) - bad} of {len(want)} partitions hold their images")
 sys.exit(1 if bad else 0)
 EOF
+}
+check_store "$work/rom-store" || fail "the simulator's store differs from the sample package flashed over USB"
+
+# The USB fault matrix (docs/reliability.md): a STALL, the phone dropping off the bus, an
+# overflow and a phone that stops answering, each while a command runs (erase:metadata, step
+# 23), during a download's data phase (super's third piece, step 21: data transfers 1-2 are
+# the CRC lists, 3-17 the raw images, 18-22 super's pieces) and while waiting for a flash's
+# result (flash:cust, step 22). Each must stop naming the step and partition, exit non-zero,
+# claim no success, leave the journal at that step, and `--resume` must finish the phone
+# byte-identical. Failed downloads are retried by default: those cases fail with --retries 0
+# and then, on a fresh phone, finish with the default retries.
+usb_fault_case() {
+    local name=$1 fault=$2 step=$3 partition=$4 says=$5 retry=$6
+    shift 6
+    local dir="$work/fault-$name"
+    mkdir -p "$dir"
+    echo "== USB fault $fault (step $step, $partition)"
+    local opts=("$@")
+    [ "$retry" = yes ] && opts+=(--retries 0)
+    local out rc=0
+    out=$(FAKE_USB_FAULT="$fault" rom_on_phone "$dir/store" "$dir/journal" "${opts[@]}" 2>&1) || rc=$?
+    [ "$rc" -ne 0 ] || fail "[$fault] flash --rom exited 0:
+$out"
+    grep -q "fault $fault fires" <<<"$out" || fail "[$fault] the fault did not fire:
+$out"
+    grep -q "FAILED at step $step ($partition)" <<<"$out" || fail "[$fault] the failure does not name step $step ($partition):
+$out"
+    grep -qi -- "$says" <<<"$out" || fail "[$fault] the failure does not say \"$says\":
+$out"
+    grep -q -- "--resume" <<<"$out" || fail "[$fault] the user is not told about --resume:
+$out"
+    if grep -Eq "^Finished|^Done\.|could not be read|reconnecting to send it again" <<<"$out"; then
+        fail "[$fault] a failed run claimed success, blamed the package or retried:
+$out"
+    fi
+    grep -q "\"interrupted\": $step," "$dir"/journal/*.json || fail "[$fault] the journal does not stop at step $step: $(cat "$dir"/journal/*.json)"
+    out=$(rom_on_phone "$dir/store" "$dir/journal" --resume 2>&1) || fail "[$fault] --resume failed:
+$out"
+    grep -q "resuming at step $step" <<<"$out" || fail "[$fault] --resume did not continue at step $step:
+$out"
+    check_store "$dir/store" >/dev/null || fail "[$fault] the phone differs from the package after --resume"
+    if [ "$retry" = yes ]; then
+        out=$(FAKE_USB_FAULT="$fault" rom_on_phone "$dir/store-retry" "$dir/journal-retry" "$@" 2>&1) \
+            || fail "[$fault] flash --rom with retries failed:
+$out"
+        grep -q "retry 1 of 2" <<<"$out" || fail "[$fault] the retry is not reported:
+$out"
+        check_store "$dir/store-retry" >/dev/null || fail "[$fault] the phone differs from the package after a retry"
+    fi
+}
+short=(--timeout 2 --write-timeout 2)
+usb_fault_case cmd-stall    "stall-out-on=erase:metadata" 23 metadata "stalled" no
+usb_fault_case cmd-unplug   "unplug-on=erase:metadata"    23 metadata "connection to the device was closed" no
+usb_fault_case cmd-overflow "overflow-on=erase:metadata"  23 metadata "overflow" no
+usb_fault_case cmd-hang     "hang-on=erase:metadata"      23 metadata "no answer from the device within 2s" no "${short[@]}"
+usb_fault_case dl-stall     "stall-out-on=data#20"        21 super "stalled" yes
+usb_fault_case dl-unplug    "unplug-on=data#20"           21 super "connection to the device was closed" yes
+usb_fault_case dl-overflow  "overflow-on=data#20"         21 super "overflow" yes
+usb_fault_case dl-hang      "hang-on=data#20"             21 super "no answer from the device within 2s" yes "${short[@]}"
+usb_fault_case fl-stall     "stall-in-on=flash:cust"      22 cust "stalled" no
+usb_fault_case fl-unplug    "unplug-on=flash:cust"        22 cust "connection to the device was closed" no
+usb_fault_case fl-overflow  "overflow-on=flash:cust"      22 cust "overflow" no
+usb_fault_case fl-hang      "hang-on=flash:cust"          22 cust "no answer from the device within 2s" no "${short[@]}"
 echo "run-usb-tests: all USB tests passed"
+

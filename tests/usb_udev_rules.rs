@@ -31,6 +31,8 @@ fn access_comes_from_uaccess_never_from_mode_or_owner() {
     for rule in rules() {
         assert!(!rule.contains("MODE"), "no MODE in the rules: {rule}");
         assert!(!rule.contains("OWNER"), "no OWNER in the rules: {rule}");
+        // A GROUP makes the node 0660 for that group: every member could flash every phone.
+        assert!(!rule.contains("GROUP"), "no GROUP in the rules: {rule}");
         assert!(!rule.contains("RUN"), "rules must not run programs: {rule}");
         if rule.contains("TAG") {
             assert!(rule.contains("TAG+=\"uaccess\""), "{rule}");

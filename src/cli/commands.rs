@@ -20,7 +20,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub store: PathBuf,
     /// Inject a fault (repeatable): fail-on=CMD[#N], stall-on=CMD[#N], drop-on=CMD[#N],
-    /// garbage-on=CMD[#N], drop-after-bytes=N.
+    /// garbage-on=CMD[#N], fail-empty-on=CMD[#N], info-flood-on=CMD[#N], long-on=CMD[#N],
+    /// data-on=CMD[#N], drop-after-bytes=N (docs/simulator.md).
     #[arg(long = "fault", value_name = "SPEC")]
     pub faults: Vec<Fault>,
     /// Throttle download data to this many bytes per second, like a USB 2.0 link.

@@ -81,6 +81,12 @@ pub struct Cli {
     #[arg(long, global = true, value_parser = crate::transport::usb::parse_chunk_size, value_name = "SIZE")]
     pub usb_chunk_size: Option<usize>,
 
+    /// How often `flash --rom` sends a piece again after its download failed on the link
+    /// (timeout, dropped connection, USB error): it reconnects, checks it is the same phone
+    /// and resends. 0 stops at the first failure. A failed `flash:`/`erase:` is never retried.
+    #[arg(long, global = true, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
+
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -249,6 +255,8 @@ pub struct Context {
     /// Phones named with `-s` (or `ANDROID_SERIAL`), in order.
     pub targets: Vec<Target>,
     pub connect: target::ConnectOptions,
+    /// `--retries`.
+    pub retries: u32,
 }
 
 pub fn main() -> i32 {
@@ -262,6 +270,7 @@ pub fn main() -> i32 {
             sim_store: cli.sim_store.clone(),
             usb_chunk_size: cli.usb_chunk_size,
         },
+        retries: cli.retries,
     };
     match commands::run(cli.command, &ctx) {
         Ok(()) => 0,

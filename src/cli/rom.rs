@@ -331,17 +331,31 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
     let mode: Mode = rom_args.mode.into();
     let job = Job { plan: &plan, mode, layouts: &layouts, package_id, package_name: report.package.clone() };
     let cancel = Arc::new(AtomicBool::new(false));
+    // The spill folder of a streamed package, removed by a second Ctrl-C too.
+    let spill: Arc<std::sync::Mutex<Option<PathBuf>>> = Arc::default();
     {
         let c = cancel.clone();
+        let spill = spill.clone();
         // The second Ctrl-C ends the process at once; the first lets the flash stop cleanly.
         let _ = ctrlc::set_handler(move || {
             if c.swap(true, Ordering::SeqCst) {
+                // Exiting skips destructors: the spilled images would stay in the temp folder.
+                if let Some(p) = spill.lock().ok().and_then(|p| p.clone()) {
+                    let _ = std::fs::remove_dir_all(p);
+                }
                 std::process::exit(EXIT_CANCELLED);
             }
         });
     }
     let journal_dir = args.journal_dir.clone().unwrap_or_else(flasher::journal::default_dir);
-    let opts = FlashOptions { resume: args.resume, journal_dir: Some(journal_dir), max_download_size: rom_args.max_download_size, cancel: Some(cancel.clone()) };
+    let opts = FlashOptions {
+        resume: args.resume,
+        journal_dir: Some(journal_dir),
+        max_download_size: rom_args.max_download_size,
+        cancel: Some(cancel.clone()),
+        retries: ctx.retries,
+        retry_delay: std::time::Duration::from_secs(1),
+    };
 
     // Prepare every phone: all checks, nothing written.
     let mut ready: Vec<(Phone, Prepared)> = Vec::new();
@@ -394,6 +408,9 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
     let (stream, mut feeds): (Option<ArchiveStream>, Vec<Box<dyn ImageFeed>>) = if streamed {
         let wants = ready.iter().map(|(_, prep)| prep.images.clone()).collect();
         let (s, f) = ArchiveStream::start(package.clone(), wants).map_err(|e| CliError::new(e.to_string()))?;
+        if let Ok(mut p) = spill.lock() {
+            *p = Some(s.spill_path().to_path_buf());
+        }
         (Some(s), f.into_iter().map(|f| Box::new(f) as Box<dyn ImageFeed>).collect())
     } else {
         (None, ready.iter().map(|_| Box::new(PackageFeed::new(package.clone())) as Box<dyn ImageFeed>).collect())

@@ -74,18 +74,40 @@ impl FastbootClient {
         self.link.write(&bytes).map_err(|e| FastbootError::transport(cmd, e))
     }
 
-    /// Reads responses until a final one; `INFO`/`TEXT` are passed on.
-    fn read_final(&mut self, cmd: &Command, timeout: Duration) -> Result<Response, FastbootError> {
-        let mut buf = [0u8; MAX_RESPONSE_LEN];
+    /// Closes the link (a phone that is served one connection at a time can then be reached
+    /// again); every later call fails with a closed connection.
+    pub fn close(&mut self) {
+        let name = self.link.describe();
+        self.link = Box::new(Disconnected { name });
+    }
+
+    /// Reads one response packet. A packet longer than the protocol's 256 bytes is an error,
+    /// not two responses: reading it in parts would answer the next command with its rest.
+    fn read_response(&mut self, cmd: &Command, timeout: Duration) -> Result<Response, FastbootError> {
+        let mut buf = [0u8; MAX_RESPONSE_LEN + 1];
         loop {
             let n = self.link.read(&mut buf, Some(timeout)).map_err(|e| FastbootError::transport(cmd, e))?;
             if n == 0 {
                 // Zero-length packets are ignored, as the protocol says.
                 continue;
             }
+            if n > MAX_RESPONSE_LEN {
+                return Err(FastbootError::Unexpected {
+                    command: cmd.to_string(),
+                    got: format!("a response longer than {MAX_RESPONSE_LEN} bytes (starting {})", crate::transport::printable(&buf[..32])),
+                    expected: format!("at most {MAX_RESPONSE_LEN} bytes"),
+                });
+            }
             let r = Response::parse(&buf[..n]).map_err(|e| FastbootError::codec(cmd, e))?;
             log::debug!("< {r:?}");
-            match r {
+            return Ok(r);
+        }
+    }
+
+    /// Reads responses until a final one; `INFO`/`TEXT` are passed on.
+    fn read_final(&mut self, cmd: &Command, timeout: Duration) -> Result<Response, FastbootError> {
+        loop {
+            match self.read_response(cmd, timeout)? {
                 Response::Info(s) => self.emit(DeviceMessage::Info(s)),
                 Response::Text(s) => self.emit(DeviceMessage::Text(s)),
                 other => return Ok(other),
@@ -135,16 +157,8 @@ impl FastbootClient {
         let cmd = Command::GetVar("all".into());
         self.send(&cmd)?;
         let mut lines = Vec::new();
-        let mut buf = [0u8; MAX_RESPONSE_LEN];
         loop {
-            let n = self
-                .link
-                .read(&mut buf, Some(self.response_timeout))
-                .map_err(|e| FastbootError::transport(&cmd, e))?;
-            if n == 0 {
-                continue;
-            }
-            match Response::parse(&buf[..n]).map_err(|e| FastbootError::codec(&cmd, e))? {
+            match self.read_response(&cmd, self.response_timeout)? {
                 Response::Info(s) => lines.push(s),
                 Response::Text(s) => self.emit(DeviceMessage::Text(s)),
                 Response::Okay(_) => break,
@@ -318,6 +332,23 @@ impl FastbootClient {
     }
 }
 
+/// What a closed client holds instead of its link.
+struct Disconnected {
+    name: String,
+}
+
+impl Transport for Disconnected {
+    fn write(&mut self, _: &[u8]) -> Result<(), crate::transport::TransportError> {
+        Err(crate::transport::TransportError::Closed)
+    }
+    fn read(&mut self, _: &mut [u8], _: Option<Duration>) -> Result<usize, crate::transport::TransportError> {
+        Err(crate::transport::TransportError::Closed)
+    }
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
 /// Collects a data phase into packets of `chunk` bytes. A transport failure is kept so the
 /// caller reports it as such, not as an I/O error of the image.
 struct DataSink<'a> {
@@ -474,6 +505,49 @@ mod tests {
         let m = MockTransport::conversation(&[(b"getvar:product", &[b"\x01\x02garbage"])]);
         let err = client(&m).getvar("product").unwrap_err();
         assert!(err.to_string().contains("not fastboot"), "{err}");
+    }
+
+    #[test]
+    fn over_long_responses_and_unexpected_data_are_errors() {
+        // Over a stream-like link the packet arrives whole, however small the read buffer.
+        let (host, mut dev) = crate::transport::inproc::pair("test");
+        dev.write(&[b"OKAY".as_slice(), &[b'x'; 300]].concat()).unwrap();
+        let err = FastbootClient::new(Box::new(host)).getvar("product").unwrap_err();
+        assert!(err.to_string().contains("longer than 256 bytes"), "{err}");
+        assert!(err.hint().is_some());
+        let m = MockTransport::conversation(&[(b"flash:boot", &[b"DATA00001000"])]);
+        let err = client(&m).flash("boot").unwrap_err();
+        assert!(err.to_string().contains("DATA00001000") && err.to_string().contains("OKAY or FAIL"), "{err}");
+    }
+
+    #[test]
+    fn info_floods_are_passed_on_and_the_answer_still_arrives() {
+        let lines: Vec<Vec<u8>> = (0..5000).map(|i| format!("INFOline {i}").into_bytes()).chain([b"OKAY".to_vec()]).collect();
+        let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let m = MockTransport::conversation(&[(b"oem device-info", &refs)]);
+        let seen = Arc::new(Mutex::new(0usize));
+        let mut c = client(&m);
+        let s = seen.clone();
+        c.on_message(move |_| *s.lock().unwrap() += 1);
+        c.oem("device-info").unwrap();
+        assert_eq!(*seen.lock().unwrap(), 5000);
+    }
+
+    #[test]
+    fn a_fail_without_a_message_says_so() {
+        let m = MockTransport::conversation(&[(b"flash:boot", &[b"FAIL"])]);
+        let err = client(&m).flash("boot").unwrap_err();
+        assert_eq!(err.to_string(), "the device refused `flash:boot` without giving a reason");
+    }
+
+    #[test]
+    fn a_closed_client_fails_cleanly() {
+        let m = MockTransport::conversation(&[]);
+        let mut c = client(&m);
+        let name = c.describe();
+        c.close();
+        assert_eq!(c.describe(), name);
+        assert!(matches!(c.getvar("product"), Err(FastbootError::Transport { source: TransportError::Closed, .. })));
     }
 
     #[test]

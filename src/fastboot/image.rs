@@ -89,7 +89,7 @@ pub fn flash_file(
     // The layout is needed only to split; a file that fits goes as it is, as AOSP sends it.
     if sparse::resparse_limit(len, limit).is_none() {
         let mut f = BufReader::with_capacity(1 << 20, open()?);
-        send_stream(client, partition, &mut f, len, 1, 1, events)?;
+        send_stream(client, partition, &mut f, len, 1, 1, events).map_err(|(_, e)| e)?;
         return Ok(FlashReport { partition: partition.to_string(), bytes_sent: len, pieces: 1, elapsed: started.elapsed() });
     }
     let layout = SparseLayout::read_seekable(BufReader::with_capacity(1 << 20, open()?)).map_err(sparse_err)?;
@@ -97,9 +97,19 @@ pub fn flash_file(
     let sent = send_planned(client, partition, &layout, &plan, BufReader::with_capacity(1 << 20, open()?), events)
         .map_err(|e| match e {
             SendError::Image(e) => sparse_err(e),
-            SendError::Device(e) => e,
+            SendError::Device { error, .. } => error,
         })?;
     Ok(FlashReport { partition: partition.to_string(), bytes_sent: sent, pieces: plan.downloads() as u32, elapsed: started.elapsed() })
+}
+
+/// Which half of a piece's exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `download:` and its data phase: nothing was written to the partition yet, so the piece
+    /// may be sent again.
+    Download,
+    /// `flash:`: the phone may have written part of the partition.
+    Flash,
 }
 
 /// Why sending a planned image stopped.
@@ -107,8 +117,20 @@ pub fn flash_file(
 pub enum SendError {
     /// The image source failed or did not match its layout.
     Image(SparseError),
-    /// The device (or the link) failed.
-    Device(ImageError),
+    /// The device (or the link) failed on `piece` (0-based), at `stage`.
+    Device { piece: usize, stage: Stage, error: ImageError },
+}
+
+impl SendError {
+    /// True when the failure is the link's (timeout, closed connection, USB error) during a
+    /// piece's download, before its `flash:` was sent: the phone wrote nothing of that piece,
+    /// so sending it again after reconnecting is safe.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            SendError::Device { stage: Stage::Download, error: ImageError::Device { source: FastbootError::Transport { .. }, .. }, .. }
+        )
+    }
 }
 
 /// Sends an image whose layout and download plan are known, reading it once, forward only,
@@ -118,19 +140,38 @@ pub fn send_planned<R: Read>(
     partition: &str,
     layout: &SparseLayout,
     plan: &DownloadPlan,
+    src: R,
+    events: &mut dyn FnMut(ImageEvent),
+) -> Result<u64, SendError> {
+    send_planned_from(client, partition, layout, plan, src, 0, events)
+}
+
+/// [`send_planned`] starting at piece `first` (0-based) of a split image: `src` is read from
+/// the start of the image and the pieces before `first` are generated into `io::sink()`, so a
+/// forward-only stream works too. Returns the bytes sent (of the pieces sent).
+pub fn send_planned_from<R: Read>(
+    client: &mut FastbootClient,
+    partition: &str,
+    layout: &SparseLayout,
+    plan: &DownloadPlan,
     mut src: R,
+    first: usize,
     events: &mut dyn FnMut(ImageEvent),
 ) -> Result<u64, SendError> {
     match plan {
         DownloadPlan::Unchanged { len } => {
-            send_stream(client, partition, &mut src, *len, 1, 1, events).map_err(SendError::Device)?;
+            send_stream(client, partition, &mut src, *len, 1, 1, events)
+                .map_err(|(stage, error)| SendError::Device { piece: 0, stage, error })?;
             Ok(*len)
         }
         DownloadPlan::Pieces { pieces, .. } => {
             let n = pieces.len() as u32;
             let mut writer = PieceWriter::new(src, layout).map_err(SendError::Image)?;
+            for piece in pieces.iter().take(first) {
+                writer.write_piece(piece, &mut std::io::sink()).map_err(SendError::Image)?;
+            }
             let mut sent = 0;
-            for piece in pieces {
+            for piece in pieces.iter().skip(first) {
                 let len = piece.encoded_len();
                 let mut image_error = None;
                 let r = send_with(client, partition, len, piece.index as u32 + 1, n, events, &mut |sink| {
@@ -140,10 +181,13 @@ pub fn send_planned<R: Read>(
                         std::io::Error::other(msg)
                     })
                 });
-                if let Some(e) = image_error {
+                // When the link fails under the piece writer, the writer reports the failed
+                // write as its own error too: the link's failure is the real one.
+                let link_failed = matches!(&r, Err((_, ImageError::Device { source: FastbootError::Transport { .. }, .. })));
+                if let (Some(e), false) = (image_error, link_failed) {
                     return Err(SendError::Image(e));
                 }
-                r.map_err(SendError::Device)?;
+                r.map_err(|(stage, error)| SendError::Device { piece: piece.index, stage, error })?;
                 sent += len;
             }
             Ok(sent)
@@ -159,7 +203,7 @@ fn send_stream(
     piece: u32,
     pieces: u32,
     events: &mut dyn FnMut(ImageEvent),
-) -> Result<(), ImageError> {
+) -> Result<(), (Stage, ImageError)> {
     send_with(client, partition, len, piece, pieces, events, &mut |sink| {
         std::io::copy(&mut src.take(len), sink).map(drop)
     })
@@ -174,10 +218,10 @@ fn send_with(
     pieces: u32,
     events: &mut dyn FnMut(ImageEvent),
     produce: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
-) -> Result<(), ImageError> {
-    let dev = |e| ImageError::Device { partition: partition.to_string(), source: e };
+) -> Result<(), (Stage, ImageError)> {
+    let dev = |stage: Stage| move |e| (stage, ImageError::Device { partition: partition.to_string(), source: e });
     let len32 = u32::try_from(len).map_err(|_| {
-        dev(FastbootError::Unexpected {
+        dev(Stage::Download)(FastbootError::Unexpected {
             command: "download".into(),
             got: format!("a {len}-byte piece"),
             expected: "at most 4 GiB - 1 per download".into(),
@@ -187,7 +231,7 @@ fn send_with(
     let name = partition.to_string();
     client
         .download_with(len32, &mut |sent| events(ImageEvent::Progress { partition: name.clone(), sent, total: len }), produce)
-        .map_err(dev)?;
+        .map_err(dev(Stage::Download))?;
     events(ImageEvent::Writing { partition: partition.to_string(), piece, pieces });
-    client.flash(partition).map_err(dev)
+    client.flash(partition).map_err(dev(Stage::Flash))
 }

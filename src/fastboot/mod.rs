@@ -14,7 +14,7 @@ use crate::transport::TransportError;
 #[non_exhaustive]
 pub enum FastbootError {
     /// The device answered `FAIL`.
-    #[error("the device refused `{command}`: {message}")]
+    #[error("the device refused `{command}`{}", reason(.message))]
     Refused { command: String, message: String },
     #[error("`{command}` failed: {source}")]
     Transport { command: String, source: TransportError },
@@ -24,6 +24,15 @@ pub enum FastbootError {
     Unexpected { command: String, got: String, expected: String },
     #[error("`{command}`: reading the image failed: {source}")]
     Source { command: String, source: std::io::Error },
+}
+
+/// How a refusal reads: the device's message, or that it gave none (a bare `FAIL`).
+fn reason(message: &str) -> String {
+    if message.trim().is_empty() {
+        " without giving a reason".into()
+    } else {
+        format!(": {message}")
+    }
 }
 
 impl FastbootError {
@@ -37,7 +46,7 @@ impl FastbootError {
     /// The device's own message, for a `FAIL`.
     pub fn device_message(&self) -> Option<&str> {
         match self {
-            FastbootError::Refused { message, .. } => Some(message),
+            FastbootError::Refused { message, .. } if !message.trim().is_empty() => Some(message),
             _ => None,
         }
     }

@@ -2,7 +2,8 @@
 //! progress bars, plain lines or JSON lines (`--json`, a public contract documented in
 //! docs/flashing.md). Order for one phone: `device`, `check`…, `warning`…, `plan`, then per
 //! step `step-started` (`piece` / `progress`…) `step-finished` or `step-skipped`, and last
-//! `finished` or `failed`.
+//! `finished` or `failed`. A retry after the link failed is a `warning` inside its step; the
+//! step's `piece` / `progress` events then start again from the piece sent again.
 
 use serde::Serialize;
 

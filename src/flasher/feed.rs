@@ -35,6 +35,12 @@ pub enum FeedError {
 /// One phone's source of images, opened in plan order.
 pub trait ImageFeed: Send {
     fn open(&mut self, image: &str) -> Result<Box<dyn Read + Send + '_>, FeedError>;
+
+    /// Opens an image again from its start, to send it (or some of its pieces) once more after
+    /// the link failed. A random-access package simply opens it again.
+    fn reopen(&mut self, image: &str) -> Result<Box<dyn Read + Send + '_>, FeedError> {
+        self.open(image)
+    }
 }
 
 /// Random access: folders and `.zip` packages.
@@ -100,12 +106,20 @@ pub struct ArchiveStream {
 pub struct StreamFeed {
     id: usize,
     shared: Arc<Shared>,
+    /// For [`ImageFeed::reopen`]: an image the stream already delivered is read again from
+    /// the archive (or from the spill folder if it was spilled).
+    package: Arc<Package>,
     _spill: Arc<tempfile::TempDir>,
 }
 
-/// A private folder for spilled images (0700 on Unix), removed when dropped.
+/// A private folder for spilled images (0700 on Unix), removed when dropped. The mode is
+/// asked for at creation: the default follows the umask (often 0755, readable by everyone).
 fn spill_dir() -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new().prefix("mi-flash-spill-").tempdir()
+    let mut b = tempfile::Builder::new();
+    b.prefix("mi-flash-spill-");
+    #[cfg(unix)]
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    b.tempdir()
 }
 
 impl ArchiveStream {
@@ -123,7 +137,7 @@ impl ArchiveStream {
             state: Mutex::new(State { memory, streams: (0..n).map(|_| HashMap::new()).collect(), gone: vec![false; n], ..Default::default() }),
             changed: Condvar::new(),
         });
-        let feeds = (0..n).map(|id| StreamFeed { id, shared: shared.clone(), _spill: spill.clone() }).collect();
+        let feeds = (0..n).map(|id| StreamFeed { id, shared: shared.clone(), package: package.clone(), _spill: spill.clone() }).collect();
         let (sh, dir) = (shared.clone(), spill.path().to_path_buf());
         let thread = std::thread::Builder::new()
             .name("mi-flash-decompress".into())
@@ -328,6 +342,26 @@ impl ImageFeed for StreamFeed {
             st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
+
+    fn reopen(&mut self, image: &str) -> Result<Box<dyn Read + Send + '_>, FeedError> {
+        self.read_again(image)
+    }
+}
+
+impl StreamFeed {
+    /// A second read of an image the stream already delivered (or is delivering): its spilled
+    /// copy, else the archive decompressed again up to it. Rare (a retry after the link failed),
+    /// so it does not keep copies of streamed images around.
+    fn read_again(&self, image: &str) -> Result<Box<dyn Read + Send>, FeedError> {
+        let read_err = |message: String| FeedError::Read { image: image.to_string(), message };
+        let spilled = self.shared.lock().spilled.get(image).cloned();
+        if let Some(p) = spilled {
+            let f = File::open(p).map_err(|e| read_err(e.to_string()))?;
+            return Ok(Box::new(std::io::BufReader::with_capacity(CHUNK, f)));
+        }
+        let r = self.package.open_file(image).map_err(|e| read_err(e.to_string()))?;
+        Ok(Box::new(std::io::BufReader::with_capacity(CHUNK, r)))
+    }
 }
 
 impl Drop for StreamFeed {
@@ -376,5 +410,26 @@ mod tests {
         assert_eq!(std::fs::read_dir(stream.spill_path()).unwrap().count(), 0, "images were spilled to disk");
         drop(feeds);
         assert_eq!(stream.finish(), None);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod private_spill_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn spilled_images_are_private_and_removed_with_their_folder() {
+        let dir = spill_dir().unwrap();
+        let path = dir.path().to_path_buf();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        let shared = Shared { state: Mutex::new(State::default()), changed: Condvar::new() };
+        spill_to(&shared, &path, "images/super.img", &mut &b"data"[..]).unwrap();
+        let file = shared.lock().spilled["images/super.img"].clone();
+        assert!(file.starts_with(&path));
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), b"data");
+        drop(dir);
+        assert!(!path.exists(), "the spill folder outlived its flash");
     }
 }

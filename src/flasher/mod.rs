@@ -44,7 +44,18 @@ pub struct FlashOptions {
     pub max_download_size: Option<u64>,
     /// Set to stop at the next chunk (Ctrl-C).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// How often a piece whose download failed on the link (timeout, closed connection, USB
+    /// error) is sent again after reconnecting; 0 stops at the first such failure. A failed
+    /// `flash:` or `erase:` is never retried: the phone may have written part of the partition.
+    pub retries: u32,
+    /// Wait before the first retry; each further retry waits twice as long (at most 10 s).
+    pub retry_delay: Duration,
 }
+
+/// The longest wait between two retries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+/// The largest CRC list kept in memory to be sent again after a reconnect.
+const MAX_CRC_LIST_LEN: u64 = 16 << 20;
 
 /// Why a flash did not happen or did not finish. Every message names what failed and says
 /// what to do.
@@ -422,7 +433,10 @@ pub fn prepare(
         check("resume", true, format!("continuing at step {}", resumed_from.unwrap_or(decisions.len() + 1)));
     } else if let Some(dir) = &opts.journal_dir {
         let store = JournalStore::new(dir.clone());
-        store.check_writable()?;
+        // Without a journal a failed flash could not be resumed: refuse before the first write.
+        store.check_writable().map_err(|e| {
+            refuse("journal", e.to_string(), Some("choose a writable folder with --journal-dir (or MI_FLASH_JOURNAL_DIR): the journal is what lets --resume continue a flash that stopped"))
+        })?;
         if let Ok(Some(j)) = store.load(&serial, &job.package_id) {
             if !j.complete {
                 warnings.push(format!(
@@ -506,8 +520,68 @@ impl<R: Read> Read for Cancellable<R> {
     }
 }
 
-/// Opens a new connection to the same phone after it rebooted into fastboot.
+/// Opens a new connection to the same phone: after it rebooted into fastboot, or to retry a
+/// download after the link failed.
 pub type Reconnect<'a> = dyn FnMut() -> Result<FastbootClient, String> + 'a;
+
+/// Why a reconnect for a retry did not give back the same, working phone.
+enum ReconnectError {
+    /// Could not connect or the new link failed too: another attempt may work.
+    Failed(String),
+    /// Another phone answers: stop.
+    OtherPhone(String),
+}
+
+/// Waits (stopping early on Ctrl-C), opens a new connection and checks that the phone that
+/// answers is the one prepared: same `serialno` and `product`.
+fn reconnect_same_phone(
+    prepared: &Prepared,
+    reconnect: &mut Reconnect,
+    delay: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<FastbootClient, ReconnectError> {
+    let until = Instant::now() + delay;
+    while Instant::now() < until && !cancelled() {
+        std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+    }
+    let mut c = reconnect().map_err(ReconnectError::Failed)?;
+    let failed = |e: FastbootError| ReconnectError::Failed(e.to_string());
+    let serial = c.getvar_opt("serialno").map_err(failed)?;
+    let product = c.getvar_opt("product").map_err(failed)?;
+    let same_serial = serial.as_deref().map_or(true, |s| s == prepared.serial);
+    if !same_serial || product != prepared.product {
+        return Err(ReconnectError::OtherPhone(format!(
+            "after reconnecting, the phone that answers is {} ({}), not {} ({})",
+            serial.as_deref().unwrap_or("?"),
+            product.as_deref().unwrap_or("?"),
+            prepared.serial,
+            prepared.product.as_deref().unwrap_or("?")
+        )));
+    }
+    Ok(c)
+}
+
+/// Sends the CRC lists sent earlier in this flash again, on a phone that checks them: a
+/// phone that lost its link may have reset its piece count, and loading the lists resets it
+/// for certain, so the image being retried then starts from its first piece.
+fn resend_crc_lists(c: &mut FastbootClient, lists: &[(String, Vec<u8>)]) -> Result<bool, FastbootError> {
+    if lists.is_empty() || c.getvar_opt("crc")?.as_deref() != Some("1") {
+        return Ok(false);
+    }
+    for (partition, bytes) in lists {
+        c.download(bytes)?;
+        c.flash(partition)?;
+    }
+    Ok(true)
+}
+
+/// The connection in use: a new one after a reboot or a retry, else the caller's.
+fn current_client<'c>(owned: &'c mut Option<FastbootClient>, caller: &'c mut FastbootClient) -> &'c mut FastbootClient {
+    match owned.as_mut() {
+        Some(c) => c,
+        None => caller,
+    }
+}
 
 /// Runs the prepared steps. Stops at the first failure.
 #[allow(clippy::too_many_arguments)]
@@ -547,6 +621,8 @@ pub fn execute(
     let mut bytes_sent = 0u64;
     let mut steps_run = 0;
     let mut owned_client: Option<FastbootClient> = None;
+    // The CRC lists sent so far, to send again after a reconnect.
+    let mut crc_lists: Vec<(String, Vec<u8>)> = Vec::new();
 
     for (i, (step, decision)) in job.plan.steps.iter().zip(&prepared.decisions).enumerate() {
         let index = i + 1;
@@ -567,10 +643,6 @@ pub fn execute(
         if cancelled() {
             return Err(FlashError::Cancelled { index, description });
         }
-        let c: &mut FastbootClient = match owned_client.as_mut() {
-            Some(c) => c,
-            None => &mut *client,
-        };
         let transfer = match &step.action {
             Action::Flash(f) => prepared.transfers.get(&f.image),
             _ => None,
@@ -612,37 +684,122 @@ pub fn execute(
             Action::Flash(f) => {
                 let t = transfer.ok_or_else(|| step_error(format!("{} has no transfer plan", f.image), None, None))?;
                 let layout = &job.layouts[&f.image];
-                let reader = feed.open(&f.image).map_err(|e| step_error(e.to_string(), None, None))?;
-                let reader = Cancellable { inner: reader, cancel: opts.cancel.clone() };
+                let piece_lens: Vec<u64> = match &t.download {
+                    DownloadPlan::Unchanged { len } => vec![*len],
+                    DownloadPlan::Pieces { pieces, .. } => pieces.iter().map(|p| p.encoded_len()).collect(),
+                };
+                // A CRC list is small: it goes out from memory, and is kept to be sent again
+                // after a reconnect.
+                let list = if is_crc_list(&f.partition) {
+                    if layout.source_len > MAX_CRC_LIST_LEN {
+                        return Err(step_error(format!("{} is {} bytes, too large for a CRC list", f.image, layout.source_len), None, None));
+                    }
+                    let mut bytes = Vec::new();
+                    let mut r = feed.open(&f.image).map_err(|e| step_error(e.to_string(), None, None))?;
+                    r.read_to_end(&mut bytes).map_err(|e| step_error(format!("{} could not be read: {e}", f.image), None, None))?;
+                    Some(bytes)
+                } else {
+                    None
+                };
                 let step_total = t.bytes;
-                let mut done_before = 0u64;
-                let mut current = 0u64;
                 let partition = f.partition.clone();
-                let result = image::send_planned(c, &f.partition, layout, &t.download, reader, &mut |e| match e {
-                    ImageEvent::Sending { piece, pieces, bytes, .. } => {
-                        done_before += current;
-                        current = bytes;
-                        if pieces > 1 {
-                            events(Event::Piece { index, partition: partition.clone(), piece, pieces, bytes });
+                let mut first = 0usize;
+                let mut attempt = 0u32;
+                loop {
+                    let c: &mut FastbootClient = match owned_client.as_mut() {
+                        Some(c) => c,
+                        None => &mut *client,
+                    };
+                    let reader: Box<dyn Read + Send + '_> = match &list {
+                        Some(bytes) => Box::new(&bytes[..]),
+                        None if attempt == 0 => feed.open(&f.image).map_err(|e| step_error(e.to_string(), None, None))?,
+                        None => feed.reopen(&f.image).map_err(|e| step_error(e.to_string(), None, None))?,
+                    };
+                    let reader = Cancellable { inner: reader, cancel: opts.cancel.clone() };
+                    let mut done_before: u64 = piece_lens[..first].iter().sum();
+                    let mut current = 0u64;
+                    let result = image::send_planned_from(c, &f.partition, layout, &t.download, reader, first, &mut |e| match e {
+                        ImageEvent::Sending { piece, pieces, bytes, .. } => {
+                            done_before += current;
+                            current = bytes;
+                            if pieces > 1 {
+                                events(Event::Piece { index, partition: partition.clone(), piece, pieces, bytes });
+                            }
+                        }
+                        ImageEvent::Progress { sent, .. } => {
+                            events(Event::Progress { index, partition: partition.clone(), sent: done_before + sent, total: step_total })
+                        }
+                        ImageEvent::Writing { .. } => {}
+                    });
+                    let e = match result {
+                        Ok(_) => {
+                            sent_this_step = step_total;
+                            break;
+                        }
+                        Err(_) if cancelled() => return Err(FlashError::Cancelled { index, description }),
+                        Err(e) => e,
+                    };
+                    if !e.retryable() || attempt >= opts.retries {
+                        let retried = if attempt > 0 { format!(" (after {attempt} {})", if attempt == 1 { "retry" } else { "retries" }) } else { String::new() };
+                        return Err(match e {
+                            SendError::Image(e) => step_error(format!("{} could not be read: {e}", f.image), None, Some("the package changed or is damaged since it was verified: verify it again".into())),
+                            SendError::Device { error: ImageError::Device { source, .. }, .. } => {
+                                let dm = source.device_message().map(str::to_string);
+                                step_error(format!("{source}{retried}"), dm, source.hint())
+                            }
+                            SendError::Device { error, .. } => step_error(format!("{error}{retried}"), None, error.hint()),
+                        });
+                    }
+                    let SendError::Device { piece, error, .. } = &e else { unreachable!("retryable() is true only for device errors") };
+                    let mut failure = error.to_string();
+                    let what = if piece_lens.len() > 1 { format!("piece {}/{} of {partition}", piece + 1, piece_lens.len()) } else { partition.clone() };
+                    // Reconnect, check it is the same phone, send the CRC lists again where
+                    // the phone checks them; each failed reconnect uses up a retry too.
+                    loop {
+                        attempt += 1;
+                        let message = format!("step {index}: sending {what} failed: {failure}; reconnecting to send it again (retry {attempt} of {})", opts.retries);
+                        log::info!("{message}");
+                        events(Event::Warning { message });
+                        match owned_client.as_mut() {
+                            Some(c) => c.close(),
+                            None => client.close(),
+                        }
+                        let delay = opts.retry_delay.saturating_mul(1 << (attempt - 1).min(8)).min(MAX_RETRY_DELAY);
+                        let reconnected = reconnect_same_phone(prepared, reconnect, delay, &cancelled).and_then(|mut c| {
+                            match resend_crc_lists(&mut c, &crc_lists) {
+                                Ok(sent) => Ok((c, sent)),
+                                Err(FastbootError::Refused { command, message }) => Err(ReconnectError::OtherPhone(format!("sending the CRC lists again: the phone refused `{command}`: {message}"))),
+                                Err(e) => Err(ReconnectError::Failed(format!("sending the CRC lists again: {e}"))),
+                            }
+                        });
+                        if cancelled() {
+                            return Err(FlashError::Cancelled { index, description });
+                        }
+                        match reconnected {
+                            Ok((c, lists_sent)) => {
+                                owned_client = Some(c);
+                                // Lists sent again reset the phone's piece count: the image
+                                // starts over. Otherwise only the failed piece goes again.
+                                first = if lists_sent { 0 } else { *piece };
+                                break;
+                            }
+                            Err(ReconnectError::OtherPhone(m)) => {
+                                return Err(step_error(m, None, Some("connect the phone that was being flashed".into())));
+                            }
+                            Err(ReconnectError::Failed(m)) if attempt < opts.retries => failure = format!("{failure}; reconnecting failed: {m}"),
+                            Err(ReconnectError::Failed(m)) => {
+                                return Err(step_error(format!("{error} (after {attempt} {}; reconnecting failed: {m})", if attempt == 1 { "retry" } else { "retries" }), None, Some("check the cable and that the phone still shows FASTBOOT".into())));
+                            }
                         }
                     }
-                    ImageEvent::Progress { sent, .. } => {
-                        events(Event::Progress { index, partition: partition.clone(), sent: done_before + sent, total: step_total })
-                    }
-                    ImageEvent::Writing { .. } => {}
-                });
-                match result {
-                    Ok(n) => sent_this_step = n,
-                    Err(_) if cancelled() => return Err(FlashError::Cancelled { index, description }),
-                    Err(SendError::Image(e)) => {
-                        return Err(step_error(format!("{} could not be read: {e}", f.image), None, Some("the package changed or is damaged since it was verified: verify it again".into())))
-                    }
-                    Err(SendError::Device(ImageError::Device { source, .. })) => return Err(fb(source)),
-                    Err(SendError::Device(e)) => return Err(step_error(e.to_string(), None, e.hint())),
+                }
+                if let Some(bytes) = list {
+                    crc_lists.retain(|(p, _)| *p != f.partition);
+                    crc_lists.push((f.partition.clone(), bytes));
                 }
             }
-            Action::Erase { partition } => c.erase(partition).map_err(fb)?,
-            Action::SetActive { slot } => c.set_active(slot).map_err(fb)?,
+            Action::Erase { partition } => current_client(&mut owned_client, client).erase(partition).map_err(fb)?,
+            Action::SetActive { slot } => current_client(&mut owned_client, client).set_active(slot).map_err(fb)?,
             Action::Reboot { target } => {
                 let t = match target {
                     PlanReboot::System => RebootTarget::System,
@@ -650,10 +807,11 @@ pub fn execute(
                     PlanReboot::Recovery => RebootTarget::Recovery,
                     PlanReboot::Fastboot => RebootTarget::Fastboot,
                 };
-                c.reboot(t).map_err(fb)?;
+                current_client(&mut owned_client, client).reboot(t).map_err(fb)?;
                 rebooted_to = Some(t);
             }
             Action::Lock { command } => {
+                let c = current_client(&mut owned_client, client);
                 match command.trim() {
                     "flashing lock" => c.flashing("lock"),
                     _ => c.oem("lock"),
@@ -661,7 +819,7 @@ pub fn execute(
                 .map_err(fb)?;
             }
             Action::Oem { command } => {
-                c.oem(command).map_err(fb)?;
+                current_client(&mut owned_client, client).oem(command).map_err(fb)?;
             }
             other => return Err(step_error(format!("mi-flash cannot run `{other}`"), None, None)),
         }

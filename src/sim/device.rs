@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Any partition name is accepted up to this size when a profile has no `[partitions]` table.
 const UNLISTED_PARTITION_LIMIT: u64 = 4 << 30;
+/// `INFO` lines an `info-flood-on` fault sends.
+const INFO_FLOOD_LINES: usize = 5000;
 /// Pseudo-partitions Xiaomi scripts flash before the images they describe.
 const CRC_PSEUDO_PARTITIONS: [&str; 2] = ["crclist", "sparsecrclist"];
 
@@ -117,7 +119,15 @@ impl SimDevice {
     fn handle(&mut self, packet: &[u8], link: &mut dyn Transport) -> Result<Next, TransportError> {
         let wire = String::from_utf8_lossy(packet).into_owned();
         if let Some((kind, fault)) = self.faults.on_command(&wire) {
-            return self.act_out(kind, &fault, &wire, link);
+            if kind == FaultKind::InfoFlood {
+                // A chatty bootloader: the lines come first, then the command is served as usual.
+                self.store.log(&wire, "INFO", &format!("{INFO_FLOOD_LINES} INFO lines"), json!({ "fault": fault.to_string() }));
+                for i in 0..INFO_FLOOD_LINES {
+                    link.write(&Response::Info(format!("injected INFO line {} of {INFO_FLOOD_LINES}", i + 1)).encode())?;
+                }
+            } else {
+                return self.act_out(kind, &fault, &wire, link);
+            }
         }
         let cmd = match Command::parse(packet) {
             Ok(c) => c,
@@ -180,6 +190,25 @@ impl SimDevice {
                 link.write(&Response::Fail(msg).encode())?;
                 Ok(Next::Continue)
             }
+            FaultKind::FailEmpty => {
+                self.store.log(wire, "FAIL", "", extra);
+                link.write(b"FAIL")?;
+                Ok(Next::Continue)
+            }
+            FaultKind::Long => {
+                self.store.log(wire, "LONG", "answered a 300-byte response", extra);
+                let mut packet = b"OKAY".to_vec();
+                packet.resize(300, b'x');
+                link.write(&packet)?;
+                Ok(Next::Continue)
+            }
+            FaultKind::Data => {
+                self.store.log(wire, "DATA", "answered DATA where none belongs", extra);
+                link.write(&Response::Data(0x1000).encode())?;
+                Ok(Next::Continue)
+            }
+            // Handled before the command is served.
+            FaultKind::InfoFlood => Ok(Next::Continue),
             FaultKind::Garbage => {
                 self.store.log(wire, "GARBAGE", "answered bytes that are not fastboot", extra);
                 link.write(b"\x00\xff\xfeGARBAGE\x01")?;

@@ -1,9 +1,12 @@
 //! Fault injection for the simulated device (a public contract: `--fault SPEC`).
 //!
-//! `fail-on=CMD[#N]`, `stall-on=CMD[#N]`, `drop-on=CMD[#N]`, `garbage-on=CMD[#N]` act on the
-//! Nth command (counted from 1 over the whole life of the simulator) whose wire text starts
-//! with CMD; `drop-after-bytes=N` closes the connection once N download bytes have arrived
-//! in total. Each fault fires once.
+//! `fail-on=CMD[#N]`, `stall-on=CMD[#N]`, `drop-on=CMD[#N]`, `garbage-on=CMD[#N]`,
+//! `fail-empty-on=CMD[#N]` (a bare `FAIL`), `info-flood-on=CMD[#N]` (thousands of `INFO`
+//! lines, then the real answer), `long-on=CMD[#N]` (a response longer than the protocol's 256
+//! bytes) and `data-on=CMD[#N]` (a `DATA` answer where none belongs) act on the Nth command
+//! (counted from 1 over the whole life of the simulator) whose wire text starts with CMD;
+//! `drop-after-bytes=N` closes the connection once N download bytes have arrived in total.
+//! Each fault fires once.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,6 +17,36 @@ pub enum FaultKind {
     Stall,
     Drop,
     Garbage,
+    FailEmpty,
+    InfoFlood,
+    Long,
+    Data,
+}
+
+impl FaultKind {
+    fn key(self) -> &'static str {
+        match self {
+            FaultKind::Fail => "fail-on",
+            FaultKind::Stall => "stall-on",
+            FaultKind::Drop => "drop-on",
+            FaultKind::Garbage => "garbage-on",
+            FaultKind::FailEmpty => "fail-empty-on",
+            FaultKind::InfoFlood => "info-flood-on",
+            FaultKind::Long => "long-on",
+            FaultKind::Data => "data-on",
+        }
+    }
+
+    const ALL: [FaultKind; 8] = [
+        FaultKind::Fail,
+        FaultKind::Stall,
+        FaultKind::Drop,
+        FaultKind::Garbage,
+        FaultKind::FailEmpty,
+        FaultKind::InfoFlood,
+        FaultKind::Long,
+        FaultKind::Data,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +58,16 @@ pub enum Fault {
 impl FromStr for Fault {
     type Err = String;
     fn from_str(spec: &str) -> Result<Fault, String> {
-        let usage = "expected fail-on=CMD[#N], stall-on=CMD[#N], drop-on=CMD[#N], garbage-on=CMD[#N] or drop-after-bytes=N";
+        let usage = "expected fail-on=CMD[#N], stall-on=CMD[#N], drop-on=CMD[#N], garbage-on=CMD[#N], fail-empty-on=CMD[#N], info-flood-on=CMD[#N], long-on=CMD[#N], data-on=CMD[#N] or drop-after-bytes=N";
         let (key, value) = spec.split_once('=').ok_or_else(|| format!("fault `{spec}`: {usage}"))?;
-        let kind = match key {
-            "fail-on" => FaultKind::Fail,
-            "stall-on" => FaultKind::Stall,
-            "drop-on" => FaultKind::Drop,
-            "garbage-on" => FaultKind::Garbage,
-            "drop-after-bytes" => {
-                let n = value.parse().map_err(|_| format!("fault `{spec}`: `{value}` is not a byte count"))?;
-                return Ok(Fault::DropAfterBytes(n));
-            }
-            _ => return Err(format!("fault `{spec}`: unknown kind `{key}`; {usage}")),
-        };
+        if key == "drop-after-bytes" {
+            let n = value.parse().map_err(|_| format!("fault `{spec}`: `{value}` is not a byte count"))?;
+            return Ok(Fault::DropAfterBytes(n));
+        }
+        let kind = FaultKind::ALL
+            .into_iter()
+            .find(|k| k.key() == key)
+            .ok_or_else(|| format!("fault `{spec}`: unknown kind `{key}`; {usage}"))?;
         let (prefix, nth) = match value.rsplit_once('#') {
             Some((p, n)) => {
                 let n: u32 = n.parse().map_err(|_| format!("fault `{spec}`: `#{n}` is not a positive count"))?;
@@ -59,15 +89,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::DropAfterBytes(n) => write!(f, "drop-after-bytes={n}"),
-            Fault::OnCommand { kind, prefix, nth } => {
-                let k = match kind {
-                    FaultKind::Fail => "fail-on",
-                    FaultKind::Stall => "stall-on",
-                    FaultKind::Drop => "drop-on",
-                    FaultKind::Garbage => "garbage-on",
-                };
-                write!(f, "{k}={prefix}#{nth}")
-            }
+            Fault::OnCommand { kind, prefix, nth } => write!(f, "{}={prefix}#{nth}", kind.key()),
         }
     }
 }
@@ -133,6 +155,12 @@ mod tests {
             Fault::OnCommand { kind: FaultKind::Stall, prefix: "getvar".into(), nth: 1 }
         );
         assert_eq!("drop-after-bytes=1048576".parse::<Fault>().unwrap(), Fault::DropAfterBytes(1 << 20));
+        for kind in FaultKind::ALL {
+            let spec = format!("{}=flash:cust#3", kind.key());
+            let f: Fault = spec.parse().unwrap();
+            assert_eq!(f, Fault::OnCommand { kind, prefix: "flash:cust".into(), nth: 3 });
+            assert_eq!(f.to_string(), spec);
+        }
         for bad in ["fail-on", "explode-on=x", "fail-on=#2", "fail-on=x#0", "drop-after-bytes=lots", "stall-on=x#y"] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }

@@ -162,7 +162,8 @@ impl SimRecovery {
         if let Some((kind, fault)) = self.faults.on_command(&service) {
             let extra = json!({ "fault": fault.to_string() });
             match kind {
-                FaultKind::Fail => {
+                // The fastboot-only kinds map onto what a recovery can do wrong.
+                FaultKind::Fail | FaultKind::FailEmpty => {
                     if service.starts_with("format-data") {
                         return self.answer(adb, host_id, &service, "Format_data_failed.", extra);
                     }
@@ -170,7 +171,7 @@ impl SimRecovery {
                     adb.send(&Message::close(0, host_id))?;
                     return Ok(Next::Continue);
                 }
-                FaultKind::Garbage => {
+                FaultKind::Garbage | FaultKind::Long | FaultKind::Data => {
                     self.store.log(&service, "GARBAGE", "answered bytes that are not ADB", extra);
                     adb.send_raw(GARBAGE)?;
                     return Ok(Next::Continue);
@@ -185,6 +186,7 @@ impl SimRecovery {
                     while adb.recv(None).is_ok() {}
                     return Ok(Next::Hangup(Hangup::HostClosed));
                 }
+                FaultKind::InfoFlood => {}
             }
         }
         if let Some(value) = self.query(&service) {

@@ -620,7 +620,8 @@ mod tests {
         let e = map_usb_error(rusb::Error::Access, "opening usb:x", None);
         assert!(e.to_string().contains("permission denied"));
         if cfg!(target_os = "linux") {
-            assert!(e.hint().unwrap_or_default().contains("udev"));
+            let hint = e.hint().unwrap_or_default();
+            assert!(hint.contains("udev/") && hint.contains("mi-flash doctor"), "{hint}");
         }
         let e = map_usb_error(rusb::Error::Busy, "claiming", None);
         assert!(e.hint().unwrap_or_default().contains("MiFlash"));

@@ -35,6 +35,20 @@ USB-level faults, asked for in-band by the host (never forwarded to the simulato
     oem fake-usb unplug      accepted; the next bulk IN transfer fails with ENODEV
     oem fake-usb hang        accepted; no answer ever (the host must time out)
 
+USB-level faults armed from the start, for programs that cannot send the in-band ones
+(`mi-flash flash --rom`): --fault SPEC (repeatable) or FAKE_USB_FAULT="SPEC SPEC ...".
+SPEC is ACTION-on=TRIGGER[#N]: it fires once, on the Nth bulk OUT transfer that matches
+TRIGGER, a command prefix (`flash:cust`, `erase:metadata`) or `data` (a transfer of a
+download's data phase). ACTION:
+    stall-out   that OUT transfer fails with a STALL (EPIPE) and is not passed on
+    stall-in    it is passed on; the IN transfer that would carry the answer stalls
+    overflow    it is passed on; the IN transfer that would carry the answer overflows (EOVERFLOW)
+    unplug      the phone drops off: that OUT transfer (a command: the answer's IN transfer)
+                fails with ENODEV and the simulator's session ends
+    hang        it is swallowed: accepted, never passed on, never answered
+A new claim of the interface (the host opening the phone again, as after re-plugging it)
+starts a new session with the simulator, as a re-plugged phone starts fastboot afresh.
+
 Run it with /usr/bin/python3 (Debian's python3-gi). Needs packages umockdev, gir1.2-umockdev-1.0,
 python3-gi.
 """
@@ -183,6 +197,11 @@ class SimulatorLink:
             sock = self.sock
         sock.sendall(struct.pack(">Q", len(packet)) + packet)
 
+    def reset(self):
+        """Ends the session: what the simulator still sends for it is dropped."""
+        self.close()
+        self.inbox.clear()
+
     def close(self):
         with self.lock:
             sock, self.sock = self.sock, None
@@ -194,14 +213,45 @@ class SimulatorLink:
                 pass
 
 
+FAULT_ACTIONS = ("stall-out", "stall-in", "overflow", "unplug", "hang")
+
+
+class ArmedFault:
+    """One `ACTION-on=TRIGGER[#N]` fault (see the module doc)."""
+
+    def __init__(self, spec):
+        action, sep, trigger = spec.partition("-on=")
+        if not sep or action not in FAULT_ACTIONS or not trigger:
+            raise SystemExit(f"fake-usb: fault {spec!r}: expected ACTION-on=TRIGGER[#N], ACTION one of {', '.join(FAULT_ACTIONS)}")
+        prefix, _, nth = trigger.rpartition("#") if "#" in trigger else (trigger, "", "1")
+        if not nth.isdigit() or int(nth) < 1 or not prefix:
+            raise SystemExit(f"fake-usb: fault {spec!r}: #N counts from 1")
+        self.spec, self.action, self.prefix, self.nth = spec, action, prefix.encode(), int(nth)
+        self.seen, self.done = 0, False
+
+    def matches(self, data, is_data):
+        if self.done:
+            return False
+        hit = is_data if self.prefix == b"data" else (not is_data and data.startswith(self.prefix))
+        if hit:
+            self.seen += 1
+            if self.seen == self.nth:
+                self.done = True
+                return True
+        return False
+
+
 class FakeUsbPhone(UMockdev.IoctlBase):
     """usbdevfs for one device: bulk URBs bridged to the simulator, string descriptors over
     control URBs, in-band fault injection (see the module doc)."""
 
     FAULT_PREFIX = b"oem fake-usb "
 
-    def __init__(self, link, serial, urb_log):
+    def __init__(self, link, serial, urb_log, faults=()):
         super().__init__()
+        self.faults = list(faults)
+        self.last_command = b""
+        self.data_left = 0  # bytes of the current download's data phase still to come
         self.link = link
         self.urb_log = urb_log
         self.strings = {1: MANUFACTURER, 2: PRODUCT, 3: serial}
@@ -241,6 +291,12 @@ class FakeUsbPhone(UMockdev.IoctlBase):
             else:
                 return
             self.pending_in.popleft()
+            if (self.last_command.startswith(b"download:") and packet.startswith(b"DATA")
+                    and len(packet) == 12):
+                try:
+                    self.data_left = int(packet[4:], 16)
+                except ValueError:
+                    pass
             if len(packet) > buflen and buflen % MAX_PACKET != 0:
                 # A real device would send a full 512-byte packet into a smaller buffer:
                 # the host controller reports babble. Catch hosts that read with odd sizes.
@@ -259,6 +315,18 @@ class FakeUsbPhone(UMockdev.IoctlBase):
             # Zero-length packets freeze some bootloaders; mi-flash must never send one.
             self.stats["zlp"] += 1
             log("host sent a zero-length packet")
+        is_data = self.data_left > 0
+        if is_data:
+            self.data_left = max(0, self.data_left - len(data))
+        else:
+            self.last_command = data
+        for fault in self.faults:
+            if fault.matches(data, is_data):
+                self.stats["faults"] += 1
+                log(f"fault {fault.spec} fires")
+                if self._armed_fault(fault.action, urb, data, is_data):
+                    return
+                break
         if data.startswith(self.FAULT_PREFIX):
             fault = data[len(self.FAULT_PREFIX):].decode("ascii", "replace").strip()
             if fault == "stall-out":
@@ -279,6 +347,28 @@ class FakeUsbPhone(UMockdev.IoctlBase):
             self._finish(urb, -errno.EPROTO, 0)
             return
         self._finish(urb, 0, len(data))
+
+    def _armed_fault(self, action, urb, data, is_data):
+        """Acts out an armed fault on this OUT transfer; True when the transfer is done with."""
+        if action == "stall-out":
+            self._finish(urb, -errno.EPIPE, 0)
+            return True
+        if action == "hang":
+            self._finish(urb, 0, len(data))
+            return True
+        if action == "unplug":
+            self.link.reset()
+            self.partial = b""
+            self.data_left = 0
+            if is_data:
+                self._finish(urb, -errno.ENODEV, 0)
+            else:
+                self.next_in_error = errno.ENODEV
+                self._finish(urb, 0, len(data))
+            return True
+        # stall-in, overflow: the transfer goes through; the answer's IN transfer fails.
+        self.next_in_error = errno.EPIPE if action == "stall-in" else errno.EOVERFLOW
+        return False
 
     def _control(self, urb, buf, buflen):
         """Standard GET_DESCRIPTOR(STRING) only; libusb reads every other descriptor from sysfs."""
@@ -347,7 +437,14 @@ class FakeUsbPhone(UMockdev.IoctlBase):
             elif req == GET_CAPABILITIES:
                 arg.resolve(0, 4).update(0, struct.pack("<I", CAPS))
                 client.complete(0, 0)
-            elif req in (CLAIMINTERFACE, RELEASEINTERFACE, SETINTERFACE, SETCONFIGURATION,
+            elif req == CLAIMINTERFACE:
+                # A new host session: the phone's fastboot starts afresh, as after re-plugging.
+                self.link.reset()
+                self.partial = b""
+                self.data_left = 0
+                self.next_in_error = None
+                client.complete(0, 0)
+            elif req in (RELEASEINTERFACE, SETINTERFACE, SETCONFIGURATION,
                          CLEAR_HALT, RESET, DISCONNECT_CLAIM):
                 if req == CLEAR_HALT:
                     self.stats["clear_halt"] += 1
@@ -392,6 +489,8 @@ def main():
     parser.add_argument("--store", default=env.get("MI_FLASH_SIM_STORE"))
     parser.add_argument("--connect", default=env.get("FAKE_USB_CONNECT"))
     parser.add_argument("--serial", default=env.get("FAKE_USB_SERIAL", "3c1a7f2e"))
+    parser.add_argument("--fault", action="append", default=env.get("FAKE_USB_FAULT", "").split(),
+                        help="arm a USB fault: ACTION-on=TRIGGER[#N] (see the module doc)")
     parser.add_argument("--no-sysfs-strings", action="store_true",
                         default=env.get("FAKE_USB_NO_SYSFS_STRINGS") == "1")
     parser.add_argument("program", nargs=argparse.REMAINDER)
@@ -416,7 +515,8 @@ def main():
 
     link = SimulatorLink(address)
     urb_log = tempfile.NamedTemporaryFile("w", prefix="mi-flash-fake-usb-urbs-", suffix=".log")
-    phone = FakeUsbPhone(link, args.serial, urb_log)
+    faults = [ArmedFault(spec) for spec in args.fault]
+    phone = FakeUsbPhone(link, args.serial, urb_log, faults)
     testbed = UMockdev.Testbed.new()
     testbed.add_from_string(device_record(args.serial, not args.no_sysfs_strings))
     testbed.attach_ioctl(DEVNODE, phone)
@@ -445,7 +545,8 @@ def main():
     s = phone.stats
     log(f"{s['out_urbs']} OUT URBs ({s['out_bytes']} bytes), {s['in_urbs']} IN URBs "
         f"({s['in_bytes']} bytes), {s['discarded']} discarded, {s['zlp']} zero-length, "
-        f"{s['overflow']} overflow, {s['string_requests']} string descriptor requests")
+        f"{s['overflow']} overflow, {s['string_requests']} string descriptor requests, "
+        f"{s['faults']} armed faults fired")
     if rc == 0 and s["zlp"]:
         log("FAIL: the host sent zero-length packets")
         rc = 1
