@@ -148,8 +148,10 @@ fn a_full_disk_while_spilling_stops_cleanly_and_resumes() {
     assert!(stderr.contains("TMPDIR"), "the user is not told how to give the spill more room:\n{stderr}");
     assert!(stderr.contains("--resume"), "{stderr}");
     assert!(stderr.contains("LEFT IN TMPDIR: []"), "the spill folder was left behind:\n{stderr}");
-    // Nothing of the package reached the phone: the first image it needs comes last.
-    assert_eq!(writes(&sim), Vec::<String>::new());
+    // The CRC lists (served from memory) and the images the archive delivers in time went out;
+    // super.img, which had to be spilled, never reached the phone.
+    let before = writes(&sim);
+    assert!(!before.iter().any(|w| w == "flash:super"), "{before:?}");
 
     let resumed = run(&["-s", &sim.target(), "flash", "--rom", &s(&tgz), "--yes", "--journal-dir", &s(&journal), "--resume"]);
     resumed.expect_code(0);
