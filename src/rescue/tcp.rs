@@ -2,10 +2,10 @@
 //! handshake of its own (unlike fastboot's `FB01`). Phones expose Mi Recovery over USB only;
 //! this is how mi-flash reaches the simulated recovery (`mi-flash simulate --recovery`).
 
-use crate::transport::tcp::map_io;
+use crate::transport::tcp::{connect_stream, map_io};
 use crate::transport::{Transport, TransportError};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 pub struct AdbTcpTransport {
@@ -16,24 +16,8 @@ pub struct AdbTcpTransport {
 impl AdbTcpTransport {
     /// Host side: connect to `host:port`.
     pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<AdbTcpTransport, TransportError> {
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| TransportError::Protocol(format!("cannot resolve {host}: {e}")))?
-            .collect();
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => return AdbTcpTransport::from_stream(stream, format!("tcp:{host}:{port}")),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(match last {
-            Some(e) if e.kind() == ErrorKind::ConnectionRefused => TransportError::Protocol(format!(
-                "nothing is listening on tcp:{host}:{port} (is `mi-flash simulate --recovery` running there?)"
-            )),
-            Some(e) => map_io(e, Some(timeout)),
-            None => TransportError::Protocol(format!("{host} has no address")),
-        })
+        let stream = connect_stream(host, port, timeout, "is `mi-flash simulate --recovery` running there?")?;
+        AdbTcpTransport::from_stream(stream, format!("tcp:{host}:{port}"))
     }
 
     /// Either side: wrap a connected stream.

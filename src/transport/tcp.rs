@@ -51,31 +51,36 @@ pub(crate) fn map_io(e: std::io::Error, timeout: Option<Duration>) -> TransportE
     }
 }
 
+/// Connects to the first address of `host:port` that answers. A refused connection says
+/// what to check (`what_to_check`, in the caller's words).
+pub(crate) fn connect_stream(host: &str, port: u16, timeout: Duration, what_to_check: &str) -> Result<TcpStream, TransportError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| TransportError::Protocol(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            TransportError::Protocol(format!("nothing is listening on tcp:{host}:{port} ({what_to_check})"))
+        }
+        Some(e) => map_io(e, Some(timeout)),
+        None => TransportError::Protocol(format!("{host} has no address")),
+    })
+}
+
 impl TcpTransport {
     /// Host side: connect and send `FB01`, expect `FBnn` (nn ≥ 1) back within 2 s.
     pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpTransport, TransportError> {
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| TransportError::Protocol(format!("cannot resolve {host}: {e}")))?
-            .collect();
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => {
-                    let mut t = TcpTransport::from_stream(stream)?;
-                    t.handshake_as_host()?;
-                    return Ok(t);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(match last {
-            Some(e) if e.kind() == ErrorKind::ConnectionRefused => TransportError::Protocol(format!(
-                "nothing is listening on tcp:{host}:{port} (is the phone in network fastboot mode, or is `mi-flash simulate` running?)"
-            )),
-            Some(e) => map_io(e, Some(timeout)),
-            None => TransportError::Protocol(format!("{host} has no address")),
-        })
+        let stream = connect_stream(host, port, timeout, "is the phone in network fastboot mode, or is `mi-flash simulate` running?")?;
+        let mut t = TcpTransport::from_stream(stream)?;
+        t.handshake_as_host()?;
+        Ok(t)
     }
 
     /// Device side: wrap an accepted connection, read the host's `FBnn`, answer `FB01`.
