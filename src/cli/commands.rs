@@ -57,8 +57,8 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
         Cmd::Plan { rom, json } => super::rom::plan_cmd(&rom, json),
         Cmd::Wipe { yes } => super::rom::wipe(ctx, yes),
         Cmd::Manifest(super::ManifestCmd::Add { package, manifest }) => super::rom::manifest_add(&manifest, &package),
-        Cmd::SampleRom { out, folder, max_download_size, super_mib, incompressible } => {
-            super::rom::sample_rom(&out, folder, max_download_size, super_mib, incompressible)
+        Cmd::SampleRom { out, folder, max_download_size, super_mib, incompressible, gzip_level } => {
+            super::rom::sample_rom(&out, folder, max_download_size, super_mib, incompressible, gzip_level)
         }
         Cmd::Completions { shell } => {
             let mut cmd = <super::Cli as clap::CommandFactory>::command();

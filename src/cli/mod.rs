@@ -172,6 +172,9 @@ pub enum Cmd {
         /// Random, incompressible data (for benchmarks).
         #[arg(long)]
         incompressible: bool,
+        /// gzip level of the .tgz, 0 to 9 (default 6, like `tar czf`).
+        #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(0..=9))]
+        gzip_level: Option<u32>,
     },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {

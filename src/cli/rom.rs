@@ -522,7 +522,7 @@ pub fn wipe(ctx: &Context, yes: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn sample_rom(out: &Path, folder: bool, max_download_size: Option<u64>, super_mib: Option<u64>, incompressible: bool) -> Result<(), CliError> {
+pub fn sample_rom(out: &Path, folder: bool, max_download_size: Option<u64>, super_mib: Option<u64>, incompressible: bool, gzip_level: Option<u32>) -> Result<(), CliError> {
     use crate::rom::sample::{write_sample_folder, write_sample_package, SampleOptions};
     let mut o = SampleOptions::default();
     if let Some(m) = max_download_size {
@@ -532,6 +532,9 @@ pub fn sample_rom(out: &Path, folder: bool, max_download_size: Option<u64>, supe
         o.super_data = s << 20;
     }
     o.incompressible = incompressible;
+    if let Some(level) = gzip_level {
+        o.compression_level = level;
+    }
     std::fs::create_dir_all(out).map_err(|e| CliError::new(format!("cannot create {}: {e}", out.display())))?;
     if folder {
         let p = write_sample_folder(out, &o).map_err(|e| CliError::new(e.to_string()))?;

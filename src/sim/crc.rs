@@ -7,7 +7,6 @@
 use crate::sparse::{ChunkKind, CrcList, SparseCrcList, SparseCrcValues, SparseLayout};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 
 /// Progress through the pieces of one partition's current image.
 #[derive(Default)]
@@ -91,21 +90,11 @@ impl CrcState {
         Ok(())
     }
 
-    /// A raw image for `partition`, staged at `path`.
-    pub fn check_raw(&mut self, partition: &str, path: &Path) -> Result<(), String> {
+    /// A raw image for `partition`, held in the download buffer.
+    pub fn check_raw(&mut self, partition: &str, data: &[u8]) -> Result<(), String> {
         let Some(list) = &self.crclist else { return Ok(()) };
         let Some(entry) = list_names(partition).into_iter().find_map(|n| list.get(n)) else { return Ok(()) };
-        let mut f = std::fs::File::open(path).map_err(|e| format!("Cannot read staged data: {e}"))?;
-        let mut h = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| format!("Cannot read staged data: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let crc = h.finalize();
+        let crc = crc32fast::hash(data);
         if crc != entry.crc {
             return Err(format!("CRC mismatch: {partition} is {crc:#x}, crclist says {:#x}", entry.crc));
         }

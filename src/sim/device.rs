@@ -11,7 +11,7 @@ use crate::fastboot::codec::{Command, RebootTarget, Response, MAX_DEVICE_COMMAND
 use crate::transport::{Transport, TransportError};
 use serde_json::json;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,11 @@ pub struct SimDevice {
     link_rate: Option<u64>,
     capture: Option<PathBuf>,
     captured: u64,
-    staged: Option<u64>,
+    /// The download buffer, in memory like a phone's: `download` fills its first `staged`
+    /// bytes, `flash`, `upload` and `boot` use them. Its allocation is kept for the next
+    /// download, so it grows to the largest download seen (at most `max-download-size`).
+    buffer: Vec<u8>,
+    staged: Option<usize>,
     crc: super::crc::CrcState,
 }
 
@@ -77,6 +81,7 @@ impl SimDevice {
             capture: options.capture,
             captured: 0,
             crc: super::crc::CrcState::new(profile_crc),
+            buffer: Vec::new(),
             staged: None,
         })
     }
@@ -369,12 +374,14 @@ impl SimDevice {
             return self.reply(link, wire, Response::Fail("Requested download size is more than max allowed".into()));
         }
         self.staged = None;
-        let staged_path = self.store.staged_path();
-        let file = match File::create(&staged_path) {
-            Ok(f) => f,
-            Err(e) => return self.reply(link, wire, Response::Fail(format!("Cannot stage download: {e}"))),
-        };
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let len = len as usize;
+        if self.buffer.len() < len {
+            // Grows (zero-filled) only past the largest download so far.
+            if self.buffer.try_reserve_exact(len - self.buffer.len()).is_err() {
+                return self.reply(link, wire, Response::Fail(format!("Cannot allocate a {len}-byte download buffer")));
+            }
+            self.buffer.resize(len, 0);
+        }
         let mut capture = match &self.capture {
             Some(dir) => {
                 self.captured += 1;
@@ -386,35 +393,34 @@ impl SimDevice {
             }
             None => None,
         };
-        link.write(&Response::Data(len).encode())?;
-        let mut buf = vec![0u8; (1 << 20).min(len as usize)];
-        let mut got: u64 = 0;
+        link.write(&Response::Data(len as u32).encode())?;
+        let mut got: usize = 0;
         let start = Instant::now();
-        while got < len as u64 {
-            let want = ((len as u64 - got) as usize).min(buf.len());
-            let n = match link.read(&mut buf[..want], None) {
+        while got < len {
+            // Read in pieces of at most 1 MiB so the link rate is kept smoothly.
+            let want = (len - got).min(1 << 20);
+            let n = match link.read(&mut self.buffer[got..got + want], None) {
                 Ok(n) => n,
                 Err(e) => {
                     self.store.log(wire, "DATA", &format!("connection lost after {got} of {len} bytes"), json!({ "bytes": got }));
                     return Err(e);
                 }
             };
-            let mut keep = n as u64;
+            let mut keep = n;
             let drop_now = self.faults.on_download_bytes(n as u64);
             if let Some(accept) = drop_now {
-                keep = accept.min(n as u64);
+                keep = (accept as usize).min(n);
             }
-            let chunk = &buf[..keep as usize];
-            let io = out.write_all(chunk).and_then(|_| match &mut capture {
-                Some(c) => c.write_all(chunk),
-                None => Ok(()),
-            });
-            if let Err(e) = io {
-                return self.reply(link, wire, Response::Fail(format!("Cannot stage download: {e}")));
+            if let Some(c) = &mut capture {
+                if let Err(e) = c.write_all(&self.buffer[got..got + keep]) {
+                    return self.reply(link, wire, Response::Fail(format!("Cannot write capture: {e}")));
+                }
             }
             got += keep;
             if drop_now.is_some() {
-                let _ = out.flush();
+                if let Some(c) = &mut capture {
+                    let _ = c.flush();
+                }
                 self.store.log(
                     wire,
                     "DATA",
@@ -431,14 +437,10 @@ impl SimDevice {
                 }
             }
         }
-        let flushed = out.flush().and_then(|_| match &mut capture {
-            Some(c) => c.flush(),
-            None => Ok(()),
-        });
-        if let Err(e) = flushed {
-            return self.reply(link, wire, Response::Fail(format!("Cannot stage download: {e}")));
+        if let Some(Err(e)) = capture.as_mut().map(|c| c.flush()) {
+            return self.reply(link, wire, Response::Fail(format!("Cannot write capture: {e}")));
         }
-        self.staged = Some(len as u64);
+        self.staged = Some(len);
         self.store.log(wire, "OKAY", "", json!({ "bytes": got }));
         link.write(&Response::Okay(String::new()).encode())?;
         Ok(Next::Continue)
@@ -448,22 +450,9 @@ impl SimDevice {
         let Some(len) = self.staged else {
             return self.reply(link, wire, Response::Fail("No data staged".into()));
         };
-        let mut f = match File::open(self.store.staged_path()) {
-            Ok(f) => f,
-            Err(e) => return self.reply(link, wire, Response::Fail(format!("Cannot read staged data: {e}"))),
-        };
         link.write(&Response::Data(len as u32).encode())?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut left = len;
-        while left > 0 {
-            let want = (left as usize).min(buf.len());
-            if let Err(e) = f.read_exact(&mut buf[..want]) {
-                // The data phase length is promised; pad rather than desynchronise the host.
-                log::error!("simulator: staged data unreadable: {e}");
-                buf[..want].fill(0);
-            }
-            link.write(&buf[..want])?;
-            left -= want as u64;
+        for piece in self.buffer[..len].chunks(1 << 20) {
+            link.write(piece)?;
         }
         self.store.log(wire, "OKAY", "", json!({ "bytes": len }));
         link.write(&Response::Okay(String::new()).encode())?;
@@ -503,57 +492,47 @@ impl SimDevice {
             Ok(t) => t,
             Err(m) => return Response::Fail(m),
         };
-        let staged = self.store.staged_path();
-        let is_sparse = {
-            let mut head = [0u8; 4];
-            File::open(&staged).and_then(|mut f| f.read_exact(&mut head)).is_ok() && crate::sparse::is_sparse(&head)
-        };
+        let data = &self.buffer[..len];
         if CRC_PSEUDO_PARTITIONS.contains(&name) {
-            return match std::fs::read(&staged) {
-                Ok(bytes) => {
-                    if let Err(m) = self.crc.load_list(name, &bytes) {
-                        return Response::Fail(m);
-                    }
-                    match std::fs::write(self.store.partition_path(name), &bytes) {
-                        Ok(()) => Response::Okay(String::new()),
-                        Err(e) => Response::Fail(format!("Write of {name} failed: {e}")),
-                    }
-                }
-                Err(e) => Response::Fail(format!("Cannot read staged data: {e}")),
+            if let Err(m) = self.crc.load_list(name, data) {
+                return Response::Fail(m);
+            }
+            return match std::fs::write(self.store.partition_path(name), data) {
+                Ok(()) => Response::Okay(String::new()),
+                Err(e) => Response::Fail(format!("Write of {name} failed: {e}")),
             };
         }
-        let result = if is_sparse { self.flash_sparse(name, &targets) } else { self.flash_raw(name, &targets, len) };
+        let result = if crate::sparse::is_sparse(data) { self.flash_sparse(name, &targets, len) } else { self.flash_raw(name, &targets, len) };
         match result {
             Ok(()) => Response::Okay(String::new()),
             Err(m) => Response::Fail(m),
         }
     }
 
-    fn flash_raw(&mut self, name: &str, targets: &[String], len: u64) -> Result<(), String> {
+    fn flash_raw(&mut self, name: &str, targets: &[String], len: usize) -> Result<(), String> {
         let limit = targets.iter().filter_map(|t| self.partition_size(t)).min().unwrap_or(0);
-        if len > limit {
+        if len as u64 > limit {
             return Err(format!("Image size {len} exceeds partition {name} size {limit}"));
         }
-        let staged = self.store.staged_path();
-        self.crc.check_raw(name, &staged)?;
+        let data = &self.buffer[..len];
+        self.crc.check_raw(name, data)?;
         for t in targets {
-            std::fs::copy(&staged, self.store.partition_path(t)).map_err(|e| format!("Write of {t} failed: {e}"))?;
+            std::fs::write(self.store.partition_path(t), data).map_err(|e| format!("Write of {t} failed: {e}"))?;
         }
         Ok(())
     }
 
-    fn flash_sparse(&mut self, name: &str, targets: &[String]) -> Result<(), String> {
-        let staged = self.store.staged_path();
-        let open = || File::open(&staged).map(|f| std::io::BufReader::with_capacity(1 << 20, f)).map_err(|e| format!("Cannot read staged data: {e}"));
-        // The piece is checked whole (its chunk headers, seeking over the data) before anything
-        // is written, so a malformed one writes nothing; the data is read from disk, never held.
-        let layout = crate::sparse::SparseLayout::read_seekable(open()?).map_err(|e| format!("Invalid sparse image: {e}"))?;
+    fn flash_sparse(&mut self, name: &str, targets: &[String], len: usize) -> Result<(), String> {
+        let data = &self.buffer[..len];
+        // The piece is checked whole (its chunk headers) before anything is written, so a
+        // malformed one writes nothing.
+        let layout = crate::sparse::validate(data).map_err(|e| format!("Invalid sparse image: {e}"))?;
         let expanded = layout.expanded_len();
         let limit = targets.iter().filter_map(|t| self.partition_size(t)).min().unwrap_or(0);
         if expanded > limit {
             return Err(format!("Sparse image size {expanded} exceeds partition {name} size {limit}"));
         }
-        self.crc.check_sparse_piece(name, &mut open()?, &layout)?;
+        self.crc.check_sparse_piece(name, &mut std::io::Cursor::new(data), &layout)?;
         for t in targets {
             let path = self.store.partition_path(t);
             let mut out = OpenOptions::new().create(true).write(true).truncate(false).open(&path)
@@ -564,8 +543,7 @@ impl SimDevice {
             if current != expanded {
                 out.set_len(0).and_then(|_| out.set_len(expanded)).map_err(|e| format!("Write of {t} failed: {e}"))?;
             }
-            out.seek(SeekFrom::Start(0)).map_err(|e| format!("Write of {t} failed: {e}"))?;
-            crate::sparse::decode_into(open()?, &mut out).map_err(|e| format!("Invalid sparse image: {e}"))?;
+            write_chunks(data, &layout, &mut out).map_err(|e| format!("Write of {t} failed: {e}"))?;
         }
         Ok(())
     }
@@ -646,4 +624,29 @@ impl SimDevice {
             other => self.reply(link, wire, Response::Fail(format!("Unknown flashing command: {other}"))),
         }
     }
+}
+
+/// Writes a validated sparse image held in memory into `out`: RAW data straight from `data`,
+/// FILL patterns expanded, DONT_CARE left as it is.
+fn write_chunks(data: &[u8], layout: &crate::sparse::SparseLayout, out: &mut File) -> Result<(), crate::sparse::SparseError> {
+    use crate::sparse::{ChunkKind, SparseError};
+    let bs = layout.blk_sz as u64;
+    for c in &layout.chunks {
+        let at = c.start_block as u64 * bs;
+        let len = c.blocks as u64 * bs;
+        let io = |e: std::io::Error| SparseError::io(format!("writing at offset {at:#x}"), e);
+        match c.kind {
+            ChunkKind::Raw => {
+                let from = c.data_offset as usize;
+                out.seek(SeekFrom::Start(at)).map_err(io)?;
+                out.write_all(&data[from..from + len as usize]).map_err(io)?;
+            }
+            ChunkKind::Fill(value) => {
+                out.seek(SeekFrom::Start(at)).map_err(io)?;
+                crate::sparse::write_fill(out, value, len, at)?;
+            }
+            ChunkKind::DontCare | ChunkKind::Crc32(_) => {}
+        }
+    }
+    Ok(())
 }

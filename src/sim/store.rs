@@ -1,7 +1,7 @@
 //! Where a simulated device keeps what it was sent (a public contract): partition contents as
 //! raw files `DIR/partitions/NAME.img`, and one JSON object per received command in
-//! `DIR/log.jsonl`. The downloaded-but-not-yet-flashed buffer lives in `DIR/staged.bin`, so a
-//! 512 MiB download costs disk, not memory.
+//! `DIR/log.jsonl`. The downloaded-but-not-yet-flashed data stays in the device's memory, as in a
+//! phone's download buffer.
 
 use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
@@ -27,10 +27,6 @@ impl Store {
 
     pub fn partition_path(&self, name: &str) -> PathBuf {
         self.root.join("partitions").join(format!("{name}.img"))
-    }
-
-    pub fn staged_path(&self) -> PathBuf {
-        self.root.join("staged.bin")
     }
 
     /// Appends one log entry: `cmd`, `result`, `message`, plus any extra fields.

@@ -22,6 +22,7 @@ pub use crclist::{
     SparseCrcList, SparseCrcValues, NEW_SPARSE_CRC_SPLIT, OLD_SPARSE_CRC_SPLIT,
 };
 pub use decode::{decode_bytes_into, decode_into, validate, DecodeSummary};
+pub(crate) use decode::write_fill;
 pub use error::SparseError;
 pub use format::{
     is_sparse, ChunkHeader, SparseHeader, CHUNK_HEADER_LEN, CHUNK_TYPE_CRC32, CHUNK_TYPE_DONT_CARE,
