@@ -517,7 +517,9 @@ impl SimDevice {
         let data = &self.buffer[..len];
         self.crc.check_raw(name, data)?;
         for t in targets {
-            std::fs::write(self.store.partition_path(t), data).map_err(|e| format!("Write of {t} failed: {e}"))?;
+            File::create(self.store.partition_path(t))
+                .and_then(|mut f| write_in_pieces(&mut f, data))
+                .map_err(|e| format!("Write of {t} failed: {e}"))?;
         }
         Ok(())
     }
@@ -639,7 +641,7 @@ fn write_chunks(data: &[u8], layout: &crate::sparse::SparseLayout, out: &mut Fil
             ChunkKind::Raw => {
                 let from = c.data_offset as usize;
                 out.seek(SeekFrom::Start(at)).map_err(io)?;
-                out.write_all(&data[from..from + len as usize]).map_err(io)?;
+                write_in_pieces(out, &data[from..from + len as usize]).map_err(io)?;
             }
             ChunkKind::Fill(value) => {
                 out.seek(SeekFrom::Start(at)).map_err(io)?;
@@ -647,6 +649,16 @@ fn write_chunks(data: &[u8], layout: &crate::sparse::SparseLayout, out: &mut Fil
             }
             ChunkKind::DontCare | ChunkKind::Crc32(_) => {}
         }
+    }
+    Ok(())
+}
+
+/// Writes `data` in 1 MiB writes. One write of hundreds of MiB is much slower on Linux when
+/// the page cache has to find that much fresh memory in one call (measured 0.8 s against
+/// 0.07 s for 256 MiB, docs/performance.md); the bytes written are the same.
+fn write_in_pieces(out: &mut File, data: &[u8]) -> std::io::Result<()> {
+    for piece in data.chunks(1 << 20) {
+        out.write_all(piece)?;
     }
     Ok(())
 }
