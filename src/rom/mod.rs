@@ -8,6 +8,7 @@
 //! the list of known packages; `sample` generates a small package for tests and the README.
 //! Nothing here talks to a device.
 
+mod hashing;
 pub mod manifest;
 pub mod package;
 pub mod plan;

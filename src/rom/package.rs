@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use md5::{Digest as _, Md5};
+
+use super::hashing::BackgroundHash;
 use serde::Serialize;
 use sha2::Sha256;
 
@@ -877,28 +879,34 @@ struct HashingReader<R> {
 }
 
 /// Shared so the digest can be read after the reader was consumed by the decoder chain.
-#[derive(Default)]
+/// The hashing runs on a worker thread, beside the decompression.
 struct DigestState {
-    hashes: Option<(Md5, Sha256)>,
+    hashes: Option<BackgroundHash<(Md5, Sha256)>>,
     count: u64,
 }
 
 impl DigestState {
     fn shared(want_digest: bool) -> Arc<Mutex<DigestState>> {
         Arc::new(Mutex::new(DigestState {
-            hashes: want_digest.then(|| (Md5::new(), Sha256::new())),
+            hashes: want_digest.then(|| BackgroundHash::new("mi-flash-digest")),
             count: 0,
         }))
     }
 
-    fn finish(state: &Mutex<DigestState>) -> Option<ArchiveDigest> {
+    /// The digest of every byte read; `Err` if hashing failed (its worker died).
+    fn finish(path: &Path, state: &Mutex<DigestState>) -> Result<Option<ArchiveDigest>, PackageError> {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         let count = s.count;
-        s.hashes.take().map(|(md5, sha)| ArchiveDigest {
+        let Some(hashes) = s.hashes.take() else { return Ok(None) };
+        let (md5, sha) = hashes.finish().ok_or_else(|| PackageError::Damaged {
+            path: path.to_path_buf(),
+            detail: "the archive could not be hashed (hashing thread failed)".into(),
+        })?;
+        Ok(Some(ArchiveDigest {
             size: count,
             md5: hex(&md5.finalize()),
             sha256: hex(&sha.finalize()),
-        })
+        }))
     }
 }
 
@@ -909,9 +917,8 @@ impl<R: Read> Read for HashingReader<R> {
             .read(buf)
             .map_err(|e| io::Error::new(e.kind(), FileReadError(e)))?;
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((md5, sha)) = &mut s.hashes {
-            md5.update(&buf[..n]);
-            sha.update(&buf[..n]);
+        if let Some(hashes) = &mut s.hashes {
+            hashes.update(&buf[..n]);
         }
         s.count += n as u64;
         Ok(n)
@@ -920,6 +927,28 @@ impl<R: Read> Read for HashingReader<R> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the package at `path` may hold `md5sum.xml` (beside `images/`), decided before any
+/// data is read so that one-pass verification knows whether to compute per-image MD5s. A
+/// folder or a zip lists its files up front; a `.tgz` / `.tar` cannot tell before its stream
+/// is read, so the answer is then `true` (as it is whenever the listing fails: hashing more
+/// is always safe).
+pub fn may_hold_md5sum_xml(path: &Path) -> bool {
+    match detect_kind(path) {
+        Ok(SourceKind::Dir) => match find_dir_root(path) {
+            Ok(root) => fs::symlink_metadata(path.join(&root).join("md5sum.xml")).is_ok(),
+            Err(_) => true,
+        },
+        Ok(SourceKind::Zip) => match list_zip(path) {
+            Ok(members) => members.iter().any(|m| {
+                let name = m.name.rsplit(['/', '\\']).next().unwrap_or(&m.name);
+                name.eq_ignore_ascii_case("md5sum.xml")
+            }),
+            Err(_) => true,
+        },
+        _ => true,
+    }
 }
 
 fn detect_kind(path: &Path) -> Result<SourceKind, PackageError> {
@@ -973,7 +1002,7 @@ fn digest_file(path: &Path) -> Result<ArchiveDigest, PackageError> {
         state: Arc::clone(&state),
     };
     io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
-    DigestState::finish(&state).ok_or_else(|| PackageError::Damaged {
+    DigestState::finish(path, &state)?.ok_or_else(|| PackageError::Damaged {
         path: path.to_path_buf(),
         detail: "no digest".into(),
     })
@@ -1034,7 +1063,7 @@ fn scan_tar_stream(
     // checked there, and the digest must cover every byte of the file.
     let mut rest = tar.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(path, "(end of archive)", e))?;
-    Ok(DigestState::finish(&state))
+    DigestState::finish(path, &state)
 }
 
 /// Walks tar members through the collector. With `stop_at`, stops at that member (full

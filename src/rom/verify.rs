@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 use std::path::Path;
 
+use super::hashing::BackgroundHash;
 use md5::{Digest as _, Md5};
 use regex::Regex;
 use serde::Serialize;
@@ -240,7 +241,10 @@ impl Verified {
 /// safely (damaged, hostile, not a package); check failures are in the report.
 pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageError> {
     let split_size = options.max_download_size.unwrap_or(NEW_SPARSE_CRC_SPLIT);
-    let mut digester = Digester { split_size, files: HashMap::new() };
+    // Per-image MD5s only serve md5sum.xml, which packages since about 2022 no longer ship;
+    // a folder or zip tells up front whether it has one, a .tgz only once it is read.
+    let image_md5 = super::package::may_hold_md5sum_xml(path);
+    let mut digester = Digester { split_size, image_md5, files: HashMap::new() };
     let package = Package::scan(path, ScanOptions { digest: true }, &mut digester)?;
     let mut files = Vec::new();
     for entry in package.entries().iter().filter(|e| e.kind == EntryKind::File) {
@@ -261,6 +265,8 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageE
 /// Computes the per-file measurements during the scan.
 struct Digester {
     split_size: u64,
+    /// Compute each image's MD5 (on a worker thread, beside the decompression).
+    image_md5: bool,
     files: HashMap<String, FileInfo>,
 }
 
@@ -269,7 +275,7 @@ struct Digester {
 struct Tee<'a> {
     inner: &'a mut dyn Read,
     crc: crc32fast::Hasher,
-    md5: Option<Md5>,
+    md5: Option<BackgroundHash<Md5>>,
     total: u64,
     error: Option<io::Error>,
 }
@@ -306,7 +312,8 @@ fn is_image(path: &str) -> bool {
 impl ScanVisitor for Digester {
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
         let in_images = path.split('/').rev().skip(1).any(|c| c == "images");
-        let mut tee = Tee { inner: data, crc: crc32fast::Hasher::new(), md5: in_images.then(Md5::new), total: 0, error: None };
+        let md5 = (in_images && self.image_md5).then(|| BackgroundHash::new("mi-flash-md5"));
+        let mut tee = Tee { inner: data, crc: crc32fast::Hasher::new(), md5, total: 0, error: None };
         let mut scan = None;
         let mut sparse_error = None;
         if is_image(path) {
@@ -332,11 +339,15 @@ impl ScanVisitor for Digester {
         }
         io::copy(&mut tee, &mut io::sink())?;
         let crc32_value = tee.crc.clone().finalize();
+        let md5 = match tee.md5.take() {
+            Some(h) => Some(hex(&h.finish().ok_or_else(|| io::Error::other(format!("{path}: the MD5 could not be computed (hashing thread failed)")))?.finalize())),
+            None => None,
+        };
         let info = FileInfo {
             path: path.to_string(),
             size: tee.total,
             crc32: py_hex(crc32_value),
-            md5: tee.md5.take().map(|m| hex(&m.finalize())),
+            md5,
             sparse: scan.as_ref().filter(|s| s.layout.is_sparse()).map(sparse_info),
             sparse_error,
             crc32_value,
