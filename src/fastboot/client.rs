@@ -387,6 +387,17 @@ impl Write for DataSink<'_> {
         if data.len() as u64 > room {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the image is longer than announced"));
         }
+        if self.buf.is_empty() && data.len() >= self.chunk {
+            // A whole transfer is at hand: send it from the caller's buffer, without a copy.
+            if let Err(e) = self.link.write(&data[..self.chunk]) {
+                let msg = e.to_string();
+                self.failed = Some(e);
+                return Err(std::io::Error::other(msg));
+            }
+            self.sent += self.chunk as u64;
+            (self.progress)(self.sent);
+            return Ok(self.chunk);
+        }
         let take = data.len().min(self.chunk - self.buf.len());
         self.buf.extend_from_slice(&data[..take]);
         if self.buf.len() == self.chunk {

@@ -195,6 +195,9 @@ pub fn send_planned_from<R: Read>(
     }
 }
 
+/// Read buffer of [`send_stream`]: as large as the largest transfer of the network links.
+const STREAM_BUFFER: usize = 4 << 20;
+
 fn send_stream(
     client: &mut FastbootClient,
     partition: &str,
@@ -205,7 +208,29 @@ fn send_stream(
     events: &mut dyn FnMut(ImageEvent),
 ) -> Result<(), (Stage, ImageError)> {
     send_with(client, partition, len, piece, pieces, events, &mut |sink| {
-        std::io::copy(&mut src.take(len), sink).map(drop)
+        // Whole transfers (up to 4 MiB) are read and handed on in one piece, so the link
+        // sends them from this buffer without another copy.
+        let mut buf = vec![0u8; (len as usize).min(STREAM_BUFFER)];
+        let mut left = len;
+        while left > 0 {
+            let want = (left as usize).min(buf.len());
+            let mut filled = 0;
+            while filled < want {
+                match src.read(&mut buf[filled..want]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if filled == 0 {
+                // Short source: the client reports the bytes missing.
+                return Ok(());
+            }
+            sink.write_all(&buf[..filled])?;
+            left -= filled as u64;
+        }
+        Ok(())
     })
 }
 

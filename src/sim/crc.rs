@@ -6,7 +6,6 @@
 
 use crate::sparse::{ChunkKind, CrcList, SparseCrcList, SparseCrcValues, SparseLayout};
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 
 /// Progress through the pieces of one partition's current image.
 #[derive(Default)]
@@ -36,24 +35,17 @@ fn list_names(partition: &str) -> Vec<&str> {
 }
 
 /// Feeds a sparse image's RAW data and expanded FILL data (DONT_CARE skipped) into `hasher`,
-/// reading the RAW data from `src` at the offsets of the layout; returns how many blocks it
-/// defines.
-fn feed_sparse_data<R: Read + Seek>(src: &mut R, layout: &SparseLayout, hasher: &mut crc32fast::Hasher) -> Result<u64, String> {
+/// taking the RAW data from `data` (the whole piece) at the offsets of its validated layout;
+/// returns how many blocks it defines.
+fn feed_sparse_data(data: &[u8], layout: &SparseLayout, hasher: &mut crc32fast::Hasher) -> Result<u64, String> {
     let bs = layout.blk_sz as usize;
     let mut blocks = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let io = |e: std::io::Error| format!("Cannot read staged data: {e}");
     for c in &layout.chunks {
         match c.kind {
             ChunkKind::Raw => {
-                src.seek(SeekFrom::Start(c.data_offset)).map_err(io)?;
-                let mut left = c.blocks as u64 * bs as u64;
-                while left > 0 {
-                    let n = left.min(buf.len() as u64) as usize;
-                    src.read_exact(&mut buf[..n]).map_err(io)?;
-                    hasher.update(&buf[..n]);
-                    left -= n as u64;
-                }
+                let from = c.data_offset as usize;
+                let raw = from.checked_add(c.blocks as usize * bs).and_then(|to| data.get(from..to));
+                hasher.update(raw.ok_or("Invalid sparse image: RAW data past the end of the download")?);
                 blocks += c.blocks as u64;
             }
             ChunkKind::Fill(v) => {
@@ -101,8 +93,8 @@ impl CrcState {
         Ok(())
     }
 
-    /// A sparse piece for `partition`, already validated (`layout` of `bytes`).
-    pub fn check_sparse_piece<R: Read + Seek>(&mut self, partition: &str, src: &mut R, layout: &SparseLayout) -> Result<(), String> {
+    /// A sparse piece for `partition` held in `data`, already validated (`layout` of `data`).
+    pub fn check_sparse_piece(&mut self, partition: &str, data: &[u8], layout: &SparseLayout) -> Result<(), String> {
         let names = list_names(partition);
         if let Some(entry) = self.sparse.as_ref().and_then(|l| names.iter().find_map(|n| l.get(n))).cloned() {
             let run = self.runs.entry(partition.to_string()).or_default();
@@ -116,7 +108,7 @@ impl CrcState {
             let result = match &entry.values {
                 SparseCrcValues::PerPiece { crcs } => {
                     let mut h = crc32fast::Hasher::new();
-                    feed_sparse_data(src, layout, &mut h)?;
+                    feed_sparse_data(data, layout, &mut h)?;
                     let crc = h.finalize();
                     if crc == crcs[k] {
                         Ok(())
@@ -125,7 +117,7 @@ impl CrcState {
                     }
                 }
                 SparseCrcValues::Whole { crc: expected, .. } => {
-                    feed_sparse_data(src, layout, &mut run.hasher)?;
+                    feed_sparse_data(data, layout, &mut run.hasher)?;
                     if run.received < total {
                         Ok(())
                     } else {
@@ -150,7 +142,7 @@ impl CrcState {
         };
         let run = self.runs.entry(partition.to_string()).or_default();
         run.received += 1;
-        run.blocks += feed_sparse_data(src, layout, &mut run.hasher)?;
+        run.blocks += feed_sparse_data(data, layout, &mut run.hasher)?;
         if run.blocks < layout.total_blks as u64 {
             return Ok(());
         }

@@ -534,7 +534,7 @@ impl SimDevice {
         if expanded > limit {
             return Err(format!("Sparse image size {expanded} exceeds partition {name} size {limit}"));
         }
-        self.crc.check_sparse_piece(name, &mut std::io::Cursor::new(data), &layout)?;
+        self.crc.check_sparse_piece(name, data, &layout)?;
         for t in targets {
             let path = self.store.partition_path(t);
             let mut out = OpenOptions::new().create(true).write(true).truncate(false).open(&path)
