@@ -604,36 +604,50 @@ impl Bench<'_> {
 
     fn link(&self) -> Result<(), Failure> {
         let (mib, rate) = (self.args.link_super_mib, self.args.link_rate);
-        println!("\n== link: flash pass vs bytes / link rate, {mib} MiB super, --link-rate {rate} ==");
+        println!("\n== link: flash pass and whole run vs bytes / link rate, {mib} MiB super, --link-rate {rate} ==");
         let profile = custom_profile(&self.work, "bench-link", (mib << 20) + (1 << 30), MOONSTONE_MAX_DOWNLOAD)?;
-        let (tgz, _) = self.package("link", &self.sample_options(mib, true, MOONSTONE_MAX_DOWNLOAD))?;
+        let o = self.sample_options(mib, true, MOONSTONE_MAX_DOWNLOAD);
+        let (tgz, _) = self.package("link", &o)?;
+        let folder = write_sample_folder(&self.work.join("link-folder"), &o).map_err(|e| e.to_string())?;
         let profile = profile.display().to_string();
-        let (mut fl, mut ideal, mut waits, mut host) = (vec![], vec![], vec![], vec![]);
+        let (mut fl, mut ideal, mut waits, mut host, mut whole, mut whole_folder) = (vec![], vec![], vec![], vec![], vec![], vec![]);
         for round in 1..=self.args.rounds {
-            let sim = Sim::start(&self.bin, &self.work, &profile, Some(rate))?;
-            let m = run_process(self.mi_flash(std::slice::from_ref(&sim.target), &tgz, &[]), true, "mi-flash flash --rom", &[&sim])?;
-            drop(sim);
-            let f = m.flash_pass().unwrap_or_default().as_secs_f64();
-            let bytes = m.bytes_sent();
-            let i = bytes as f64 / rate as f64;
-            let w = m.device_wait().as_secs_f64();
-            println!(
-                "  round {round}: {bytes} bytes sent; wire time {i:.2}s; flash pass {f:.2}s; ratio {:.3}; waits for the phone after data {w:.2}s; without them {:.3}; total {}",
-                f / i,
-                (f - w) / i,
-                secs(m.total)
-            );
-            fl.push(f);
-            ideal.push(i);
-            waits.push(w);
-            host.push(f - w);
+            for (rom, form) in [(&tgz, ".tgz"), (&folder, "folder")] {
+                let sim = Sim::start(&self.bin, &self.work, &profile, Some(rate))?;
+                let m = run_process(self.mi_flash(std::slice::from_ref(&sim.target), rom, &[]), true, "mi-flash flash --rom", &[&sim])?;
+                drop(sim);
+                let f = m.flash_pass().unwrap_or_default().as_secs_f64();
+                let bytes = m.bytes_sent();
+                let i = bytes as f64 / rate as f64;
+                let w = m.device_wait().as_secs_f64();
+                let t = m.total.as_secs_f64();
+                println!(
+                    "  round {round}, {form}: {bytes} bytes sent; wire time {i:.2}s; flash pass {f:.2}s, ratio {:.3}; waits for the phone after data {w:.2}s, without them {:.3}; whole run {t:.2}s, ratio {:.3}",
+                    f / i,
+                    (f - w) / i,
+                    t / i
+                );
+                if form == "folder" {
+                    whole_folder.push(t);
+                    continue;
+                }
+                fl.push(f);
+                ideal.push(i);
+                waits.push(w);
+                host.push(f - w);
+                whole.push(t);
+            }
         }
         summary("bytes / link rate", &ideal);
-        summary("flash pass", &fl);
+        summary("flash pass (.tgz)", &fl);
         summary("  waits for the phone after data", &waits);
         summary("  flash pass without those waits", &host);
+        summary("whole run, .tgz", &whole);
+        summary("whole run, folder", &whole_folder);
         ratio("flash pass / (bytes / rate)", &fl, &ideal);
         ratio("  without the waits / (bytes / rate)", &host, &ideal);
+        ratio("whole run .tgz / (bytes / rate)", &whole, &ideal);
+        ratio("whole run folder / (bytes / rate)", &whole_folder, &ideal);
         Ok(())
     }
 

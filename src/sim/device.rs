@@ -376,11 +376,15 @@ impl SimDevice {
         self.staged = None;
         let len = len as usize;
         if self.buffer.len() < len {
-            // Grows (zero-filled) only past the largest download so far.
-            if self.buffer.try_reserve_exact(len - self.buffer.len()).is_err() {
+            // Grows only past the largest download so far. A fresh zeroed allocation (not
+            // `resize`, which would write every byte first): the operating system hands out
+            // zero pages that are touched once, when the data arrives.
+            self.buffer = Vec::new();
+            // `vec!` aborts when memory runs out; a failed trial reservation is a FAIL instead.
+            if Vec::<u8>::new().try_reserve_exact(len).is_err() {
                 return self.reply(link, wire, Response::Fail(format!("Cannot allocate a {len}-byte download buffer")));
             }
-            self.buffer.resize(len, 0);
+            self.buffer = vec![0u8; len];
         }
         let mut capture = match &self.capture {
             Some(dir) => {
