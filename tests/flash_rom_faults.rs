@@ -273,3 +273,64 @@ fn stall_before_the_first_write_writes_nothing() {
     assert!(writes.is_empty(), "commands other than getvar reached the phone: {writes:?}");
     assert_eq!(std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0), 0, "a journal was written though nothing was flashed");
 }
+
+// ---- the package changes on disk between verification and flashing ----
+
+/// Copies a folder tree (the cached samples are never modified).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_image_changed_after_verification_is_not_flashed() {
+    // The link drops inside super; while mi-flash waits to reconnect, super.img changes on disk
+    // (same size, one data byte). The retry reads the image again: it no longer matches what
+    // was verified, so its last piece is never flashed and the run fails saying why.
+    let sample = sample(Form::Folder, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pkg").join(sample.root.file_name().unwrap());
+    copy_tree(&sample.root, &root);
+    let profile = moonstone_profile(dir.path(), MIB, &[]);
+    let sim = Sim::start(&s(&profile), &dir.path().join("store"), &["--fault", "drop-after-bytes=3000000"]);
+    let mut child = common::mi_flash()
+        .args(["-s", &sim.target(), "--retries", "2", "flash", "--rom", &s(&root), "--yes", "--journal-dir", &s(&dir.path().join("journal"))])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A byte near the end of the last RAW chunk's data: the sparse structure stays valid and
+    // the byte goes out in the last piece (an earlier piece would be refused by the phone's
+    // own per-piece CRC check first).
+    let super_img = root.join("images/super.img");
+    let bytes = std::fs::read(&super_img).unwrap();
+    let layout = mi_flash::sparse::SparseLayout::read_seekable(std::io::Cursor::new(&bytes)).unwrap();
+    let raw = layout.chunks.iter().rev().find(|c| matches!(c.kind, mi_flash::sparse::ChunkKind::Raw)).expect("a RAW chunk");
+    let at = raw.data_offset as usize + raw.blocks as usize * layout.blk_sz as usize - 100;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sim.log().iter().any(|e| e.get("fault").is_some()) {
+        assert!(std::time::Instant::now() < deadline, "the link never dropped");
+        assert!(child.try_wait().unwrap().is_none(), "mi-flash ended before the link dropped");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut changed = bytes.clone();
+    changed[at] ^= 0x5a;
+    std::fs::write(&super_img, &changed).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("images/super.img changed since it was verified"), "{all}");
+    assert!(!all.contains("Finished"), "{all}");
+    // Super goes in 5 pieces: piece 1 before the drop, then after the reconnect pieces 1-4 of
+    // the changed file; the 5th, which completes the image, is downloaded but never flashed.
+    let log = sim.log();
+    assert_eq!(okay_count(&log, "flash:super"), 1 + 4, "{log:?}");
+    assert!(!log.iter().any(|e| e["cmd"] == "flash:cust"), "flashing went on after super");
+}

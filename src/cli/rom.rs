@@ -329,7 +329,8 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
     let report = &rom.verified.report;
     let package_id = flasher::journal::package_id(report.files.iter().map(|f| (f.path.as_str(), f.size, f.crc32_value())));
     let mode: Mode = rom_args.mode.into();
-    let job = Job { plan: &plan, mode, layouts: &layouts, package_id, package_name: report.package.clone() };
+    let checksums: std::collections::HashMap<String, (u64, u32)> = report.files.iter().map(|f| (f.path.clone(), (f.size, f.crc32_value()))).collect();
+    let job = Job { plan: &plan, mode, layouts: &layouts, checksums: &checksums, package_id, package_name: report.package.clone() };
     let cancel = Arc::new(AtomicBool::new(false));
     // The spill folder of a streamed package, removed by a second Ctrl-C too.
     let spill: Arc<std::sync::Mutex<Option<PathBuf>>> = Arc::default();

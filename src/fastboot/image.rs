@@ -5,6 +5,8 @@
 use super::{FastbootClient, FastbootError};
 use crate::sparse::{self, DownloadPlan, PieceWriter, SparseError, SparseLayout};
 use std::fs::File;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -166,7 +168,11 @@ pub fn send_planned_from<R: Read>(
         }
         DownloadPlan::Pieces { pieces, .. } => {
             let n = pieces.len() as u32;
-            let mut writer = PieceWriter::new(src, layout).map_err(SendError::Image)?;
+            // The writer reads only up to the last chunk it needs; the rest of the source is
+            // read before the last piece's download ends (see `drain`), so a reader that
+            // checks the whole image can still stop it.
+            let shared = Rc::new(RefCell::new(src));
+            let mut writer = PieceWriter::new(SharedRead(Rc::clone(&shared)), layout).map_err(SendError::Image)?;
             for piece in pieces.iter().take(first) {
                 writer.write_piece(piece, &mut std::io::sink()).map_err(SendError::Image)?;
             }
@@ -174,12 +180,17 @@ pub fn send_planned_from<R: Read>(
             for piece in pieces.iter().skip(first) {
                 let len = piece.encoded_len();
                 let mut image_error = None;
+                let last = piece.index + 1 == pieces.len();
                 let r = send_with(client, partition, len, piece.index as u32 + 1, n, events, &mut |sink| {
                     writer.write_piece(piece, sink).map(drop).map_err(|e| {
                         let msg = e.to_string();
                         image_error = Some(e);
                         std::io::Error::other(msg)
-                    })
+                    })?;
+                    if last {
+                        drain(&mut SharedRead(Rc::clone(&shared)))?;
+                    }
+                    Ok(())
                 });
                 // When the link fails under the piece writer, the writer reports the failed
                 // write as its own error too: the link's failure is the real one.
@@ -192,6 +203,22 @@ pub fn send_planned_from<R: Read>(
             }
             Ok(sent)
         }
+    }
+}
+
+/// Reads what is left of an image's source (nothing, for a well-formed image) before its last
+/// download ends, so that a source which checks the whole image on its last byte can still
+/// fail the download and keep the `flash:` from being sent.
+fn drain(src: &mut dyn Read) -> std::io::Result<()> {
+    std::io::copy(src, &mut std::io::sink()).map(drop)
+}
+
+/// Lets the piece writer and [`drain`] read the same source in turn.
+struct SharedRead<R>(Rc<RefCell<R>>);
+
+impl<R: Read> Read for SharedRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().read(buf)
     }
 }
 
@@ -230,7 +257,7 @@ fn send_stream(
             sink.write_all(&buf[..filled])?;
             left -= filled as u64;
         }
-        Ok(())
+        drain(src)
     })
 }
 

@@ -30,6 +30,9 @@ pub struct Job<'a> {
     pub mode: Mode,
     /// Layout of every image the plan flashes, from verification (size, sparse chunks).
     pub layouts: &'a HashMap<String, SparseLayout>,
+    /// Size and CRC-32 of every image as verification read it: the flash pass reads the
+    /// package again and stops before the last `flash:` of an image that no longer matches.
+    pub checksums: &'a HashMap<String, (u64, u32)>,
     /// Content identity of the package (journal key).
     pub package_id: String,
     pub package_name: String,
@@ -520,6 +523,54 @@ impl<R: Read> Read for Cancellable<R> {
     }
 }
 
+/// Checks that an image read again for flashing is the one verification read: its CRC-32 is
+/// computed on the way, and the read that delivers its last byte fails instead if the CRC
+/// differs, so the download of the last piece fails and its `flash:` is never sent. (A package
+/// file replaced or changed on disk between verification and flashing.) An image that turns
+/// out longer than verified fails at the first byte too many.
+struct Unchanged<R> {
+    inner: R,
+    image: String,
+    len: u64,
+    crc: u32,
+    seen: u64,
+    hasher: crc32fast::Hasher,
+}
+
+impl<R> Unchanged<R> {
+    fn new(inner: R, image: &str, len: u64, crc: u32) -> Unchanged<R> {
+        Unchanged { inner, image: image.to_string(), len, crc, seen: 0, hasher: crc32fast::Hasher::new() }
+    }
+
+    fn changed(&self, what: String) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} changed since it was verified ({what}); nothing of it was written: verify the package again", self.image),
+        )
+    }
+}
+
+impl<R: Read> Read for Unchanged<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.seen + n as u64 > self.len {
+            return Err(self.changed(format!("longer than the {} bytes verified", self.len)));
+        }
+        self.hasher.update(&buf[..n]);
+        self.seen += n as u64;
+        if self.seen == self.len {
+            let crc = self.hasher.clone().finalize();
+            if crc != self.crc {
+                return Err(self.changed(format!("CRC-32 {crc:#010x}, verified {:#010x}", self.crc)));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Opens a new connection to the same phone: after it rebooted into fastboot, or to retry a
 /// download after the link failed.
 pub type Reconnect<'a> = dyn FnMut() -> Result<FastbootClient, String> + 'a;
@@ -716,6 +767,10 @@ pub fn execute(
                         None => feed.reopen(&f.image).map_err(|e| step_error(e.to_string(), None, None))?,
                     };
                     let reader = Cancellable { inner: reader, cancel: opts.cancel.clone() };
+                    let reader = match job.checksums.get(&f.image) {
+                        Some(&(len, crc)) if list.is_none() => Box::new(Unchanged::new(reader, &f.image, len, crc)) as Box<dyn Read + Send + '_>,
+                        _ => Box::new(reader),
+                    };
                     let mut done_before: u64 = piece_lens[..first].iter().sum();
                     let mut current = 0u64;
                     let result = image::send_planned_from(c, &f.partition, layout, &t.download, reader, first, &mut |e| match e {
@@ -861,4 +916,49 @@ pub fn execute(
     let elapsed = started.elapsed();
     events(Event::Finished { steps: steps_run, bytes_sent, elapsed_ms: elapsed.as_millis() as u64 });
     Ok(Summary { steps: steps_run, bytes_sent, elapsed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unchanged;
+    use std::io::Read;
+
+    fn read_all_in(step: usize, r: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; step];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn an_unchanged_image_passes_and_a_changed_one_fails_on_its_last_read() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let crc = crc32fast::hash(&data);
+        for step in [1, 4096, 99_999, 100_000, 1 << 20] {
+            let mut ok = Unchanged::new(&data[..], "images/boot.img", data.len() as u64, crc);
+            assert_eq!(read_all_in(step, &mut ok).unwrap(), data, "step {step}");
+        }
+        let mut changed = data.clone();
+        changed[50_000] ^= 1;
+        let mut r = Unchanged::new(&changed[..], "images/boot.img", data.len() as u64, crc);
+        // Every read before the last one goes through; the one that completes the image fails.
+        let mut buf = vec![0u8; 60_000];
+        assert_eq!(r.read(&mut buf).unwrap(), 60_000);
+        let e = r.read(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("images/boot.img changed since it was verified"), "{e}");
+        assert!(e.to_string().contains("verify the package again"), "{e}");
+    }
+
+    #[test]
+    fn an_image_longer_than_verified_fails() {
+        let data = vec![7u8; 5000];
+        let mut r = Unchanged::new(&data[..], "images/misc.img", 4096, crc32fast::hash(&data[..4096]));
+        let e = read_all_in(5000, &mut r).unwrap_err();
+        assert!(e.to_string().contains("longer than the 4096 bytes verified"), "{e}");
+    }
 }
