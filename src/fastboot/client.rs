@@ -362,18 +362,24 @@ struct DataSink<'a> {
 }
 
 impl DataSink<'_> {
+    /// Sends `data` on the link, counting it; a link error is kept for the client.
+    fn send(link: &mut dyn Transport, failed: &mut Option<crate::transport::TransportError>, sent: &mut u64, progress: &mut dyn FnMut(u64), data: &[u8]) -> std::io::Result<()> {
+        if let Err(e) = link.write(data) {
+            let msg = e.to_string();
+            *failed = Some(e);
+            return Err(std::io::Error::other(msg));
+        }
+        *sent += data.len() as u64;
+        progress(*sent);
+        Ok(())
+    }
+
     fn send_buffered(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.link.write(&self.buf) {
-            let msg = e.to_string();
-            self.failed = Some(e);
-            return Err(std::io::Error::other(msg));
-        }
-        self.sent += self.buf.len() as u64;
+        Self::send(self.link, &mut self.failed, &mut self.sent, self.progress, &self.buf)?;
         self.buf.clear();
-        (self.progress)(self.sent);
         Ok(())
     }
 }
@@ -389,13 +395,7 @@ impl Write for DataSink<'_> {
         }
         if self.buf.is_empty() && data.len() >= self.chunk {
             // A whole transfer is at hand: send it from the caller's buffer, without a copy.
-            if let Err(e) = self.link.write(&data[..self.chunk]) {
-                let msg = e.to_string();
-                self.failed = Some(e);
-                return Err(std::io::Error::other(msg));
-            }
-            self.sent += self.chunk as u64;
-            (self.progress)(self.sent);
+            Self::send(self.link, &mut self.failed, &mut self.sent, self.progress, &data[..self.chunk])?;
             return Ok(self.chunk);
         }
         let take = data.len().min(self.chunk - self.buf.len());

@@ -241,15 +241,7 @@ fn send_stream(
         let mut left = len;
         while left > 0 {
             let want = (left as usize).min(buf.len());
-            let mut filled = 0;
-            while filled < want {
-                match src.read(&mut buf[filled..want]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let filled = sparse::read_full_from(src, &mut buf[..want])?;
             if filled == 0 {
                 // Short source: the client reports the bytes missing.
                 return Ok(());

@@ -319,7 +319,7 @@ impl ScanVisitor for Digester {
         if is_image(path) {
             // The sparse module tells sparse from raw by the first bytes and reads on from there.
             let mut head = [0u8; 28];
-            let got = read_full(&mut tee, &mut head)?;
+            let got = sparse::read_full_from(&mut tee, &mut head)?;
             let is_sparse = sparse::is_sparse(&head[..got]);
             let opts = sparse::ScanOptions {
                 file_crc: false,
@@ -356,19 +356,6 @@ impl ScanVisitor for Digester {
         self.files.insert(path.to_string(), info);
         Ok(())
     }
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// CRC value the way Xiaomi's Python generator writes it: lowercase, no zero padding.

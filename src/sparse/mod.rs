@@ -23,6 +23,7 @@ pub use crclist::{
 };
 pub use decode::{decode_bytes_into, decode_into, validate, DecodeSummary};
 pub(crate) use decode::write_fill;
+pub(crate) use source::read_full_from;
 pub use error::SparseError;
 pub use format::{
     is_sparse, ChunkHeader, SparseHeader, CHUNK_HEADER_LEN, CHUNK_TYPE_CRC32, CHUNK_TYPE_DONT_CARE,
