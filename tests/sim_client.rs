@@ -88,6 +88,11 @@ fn writes_over_tcp_and_inproc_store_exact_bytes() {
     c.flash("xbl_a").unwrap_err(); // 700 kB does not fit a 64 KiB partition
     c.flash("boot").unwrap(); // a bare name goes to the active slot
     assert_eq!(std::fs::read(dir.path().join("i/partitions/boot_a.img")).unwrap(), image);
+    // A partition is written over in place: a shorter image leaves exactly its own bytes.
+    let shorter = random_bytes(300_001, 4);
+    c.download(&shorter).unwrap();
+    c.flash("boot").unwrap();
+    assert_eq!(std::fs::read(dir.path().join("i/partitions/boot_a.img")).unwrap(), shorter);
 }
 
 #[test]

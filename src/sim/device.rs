@@ -521,8 +521,14 @@ impl SimDevice {
         let data = &self.buffer[..len];
         self.crc.check_raw(name, data)?;
         for t in targets {
-            File::create(self.store.partition_path(t))
-                .and_then(|mut f| write_in_pieces(&mut f, data))
+            // Written over in place, like a phone's partition, and cut to the image's length:
+            // truncating first would free the file's cached pages only to allocate them again.
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(self.store.partition_path(t))
+                .and_then(|mut f| write_in_pieces(&mut f, data).and_then(|_| f.set_len(len as u64)))
                 .map_err(|e| format!("Write of {t} failed: {e}"))?;
         }
         Ok(())
