@@ -36,8 +36,10 @@ impl Store {
         if let (Some(map), Value::Object(more)) = (entry.as_object_mut(), extra) {
             map.extend(more);
         }
-        // A log write failure must not take the device down; it is reported on stderr.
-        if let Err(e) = writeln!(self.log, "{entry}") {
+        // One write per line, so that a reader following the log never sees half an entry
+        // (`writeln!` on a file issues a write per formatted piece). A log write failure must
+        // not take the device down; it is reported on stderr.
+        if let Err(e) = self.log.write_all(format!("{entry}\n").as_bytes()) {
             eprintln!("mi-flash simulate: cannot write {}: {e}", self.root.join("log.jsonl").display());
         }
     }

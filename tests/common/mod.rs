@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 pub fn mi_flash() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mi-flash"));
     c.env_remove("ANDROID_SERIAL").env_remove("MI_FLASH_SIM_STORE").env_remove("RUST_LOG");
+    // Every test verifies its package completely (tests/package_record.rs covers the records
+    // of earlier verifications), and the records it leaves stay out of the user's cache.
+    c.env("MI_FLASH_FULL_VERIFY", "1").env("MI_FLASH_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-records"));
     c
 }
 
@@ -67,9 +70,7 @@ impl Sim {
     }
 
     pub fn log(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.store.join("log.jsonl"))
-            .unwrap_or_default()
-            .lines()
+        complete_log_lines(&std::fs::read_to_string(self.store.join("log.jsonl")).unwrap_or_default())
             .map(|l| serde_json::from_str(l).expect("log line is JSON"))
             .collect()
     }
@@ -133,4 +134,11 @@ pub fn fixtures() -> Option<PathBuf> {
     }
     println!("skipped: fixtures not found");
     None
+}
+
+/// The finished lines of a simulator log that may still be being written (a line without its
+/// newline is an entry the simulator is writing at this moment).
+pub fn complete_log_lines(text: &str) -> impl Iterator<Item = &str> {
+    let done = text.rfind('\n').map_or(0, |i| i + 1);
+    text[..done].lines()
 }

@@ -347,9 +347,7 @@ pub fn assert_store_matches(store: &Path, root: &Path, plan: &Plan, vars: &HashM
 
 /// The simulator's log as JSON values, from entry `from` on (0-based).
 pub fn read_log(store: &Path, from: usize) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(store.join("log.jsonl"))
-        .unwrap_or_default()
-        .lines()
+    super::complete_log_lines(&std::fs::read_to_string(store.join("log.jsonl")).unwrap_or_default())
         .skip(from)
         .map(|l| serde_json::from_str(l).expect("log line is JSON"))
         .collect()
