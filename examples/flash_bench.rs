@@ -183,18 +183,27 @@ struct Sim {
     child: Child,
     target: String,
     peak_kib: Arc<Mutex<u64>>,
-    _store: tempfile::TempDir,
+    _store: Option<tempfile::TempDir>,
 }
 
 impl Sim {
+    /// A simulator with a fresh, empty store (a phone whose partition files do not exist yet).
     fn start(bin: &Path, work: &Path, profile: &str, link_rate: Option<u64>) -> Result<Sim, Failure> {
         let store = tempfile::Builder::new()
             .prefix("store-")
             .tempdir_in(work)
             .map_err(|e| format!("cannot create a simulator store: {e}"))?;
+        let mut sim = Sim::start_with_store(bin, store.path(), profile, link_rate)?;
+        sim._store = Some(store);
+        Ok(sim)
+    }
+
+    /// A simulator on `store`, which may hold what an earlier flash wrote (a phone flashed
+    /// before: its partitions are written over in place).
+    fn start_with_store(bin: &Path, store: &Path, profile: &str, link_rate: Option<u64>) -> Result<Sim, Failure> {
         let mut cmd = Command::new(bin);
         cmd.args(["simulate", "--listen", "127.0.0.1:0", "--profile", profile, "--store"])
-            .arg(store.path())
+            .arg(store)
             .env_remove("ANDROID_SERIAL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -220,7 +229,7 @@ impl Sim {
         // Keep draining stdout so the simulator never blocks on it.
         std::thread::spawn(move || for _ in lines {});
         let peak_kib = Arc::new(Mutex::new(0));
-        Ok(Sim { child, target, peak_kib, _store: store })
+        Ok(Sim { child, target, peak_kib, _store: None })
     }
 
     fn pid(&self) -> u32 {
@@ -276,6 +285,11 @@ impl Run {
 
     /// Time the host waited for the phone after the last byte of each download was handed to
     /// the link (the phone writing the partition), summed over the run, for one phone.
+    /// Whether mi-flash verified the package from the record of an earlier complete pass.
+    fn used_record(&self) -> bool {
+        self.events.iter().any(|(_, v)| v["event"] == "check" && v["name"] == "verified-before")
+    }
+
     fn device_wait(&self) -> Duration {
         self.device_wait_of(None)
     }
@@ -483,9 +497,19 @@ impl Bench<'_> {
         self.work.join("journals")
     }
 
-    /// `mi-flash -s T... flash --rom PATH --yes --json`.
+    /// `mi-flash -s T... flash --rom PATH --yes --json`, verifying the package completely (the
+    /// first flash of a download).
     fn mi_flash(&self, targets: &[String], rom: &Path, extra: &[&str]) -> Command {
+        let mut cmd = self.mi_flash_again(targets, rom, extra);
+        cmd.env("MI_FLASH_FULL_VERIFY", "1");
+        cmd
+    }
+
+    /// The same, using the record of an earlier complete verification of the same archive
+    /// when there is one (the next flash of the same download).
+    fn mi_flash_again(&self, targets: &[String], rom: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
+        cmd.env("MI_FLASH_CACHE_DIR", self.work.join("records")).env_remove("MI_FLASH_FULL_VERIFY");
         for t in targets {
             cmd.arg("-s").arg(t);
         }
@@ -553,6 +577,7 @@ impl Bench<'_> {
         let (tgz, size) = self.package("gzip", &self.sample_options(mib, true, MOONSTONE_MAX_DOWNLOAD))?;
         let target = format!("sim:{}", profile.display());
         let (mut gz, mut mf, mut ver, mut prep, mut fl, mut mem, mut waits) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut mf_again, mut ver_again) = (vec![], vec![]);
         for round in 1..=self.args.rounds {
             let baseline = || {
                 let mut cmd = Command::new("gzip");
@@ -565,6 +590,25 @@ impl Bench<'_> {
                 run_process(self.mi_flash(std::slice::from_ref(&target), &tgz, &["--sim-store", &store_arg]), true, "mi-flash flash --rom", &[])
             };
             let (g, m) = alternate(round, baseline, ours)?;
+            // The same archive again: its record (kept by the run above) replaces the
+            // decompression of the verify pass by a SHA-256 of the file.
+            let again = {
+                let store = tempfile::Builder::new().prefix("store-").tempdir_in(&self.work).map_err(|e| e.to_string())?;
+                let store_arg = store.path().display().to_string();
+                run_process(self.mi_flash_again(std::slice::from_ref(&target), &tgz, &["--sim-store", &store_arg]), true, "mi-flash flash --rom (verified before)", &[])?
+            };
+            if !again.used_record() {
+                return Err("the second flash did not use the record of the first verification".into());
+            }
+            println!(
+                "  round {round}: verified before: mi-flash {} (verify {}, flash {})  ratio {:.2}",
+                secs(again.total),
+                secs(again.verify_pass().unwrap_or_default()),
+                secs(again.flash_pass().unwrap_or_default()),
+                again.total.as_secs_f64() / g.total.as_secs_f64()
+            );
+            mf_again.push(again.total.as_secs_f64());
+            ver_again.push(again.verify_pass().unwrap_or_default().as_secs_f64());
             let v = m.verify_pass().unwrap_or_default();
             let f = m.flash_pass().unwrap_or_default();
             let p = m.total.saturating_sub(v).saturating_sub(f);
@@ -595,9 +639,12 @@ impl Bench<'_> {
         summary("  phone checks", &prep);
         summary("  flash pass", &fl);
         summary("    of which the phone writing", &waits);
+        summary("mi-flash, archive verified before", &mf_again);
+        summary("  verify pass (SHA-256 of the file)", &ver_again);
         ratio("mi-flash / gzip", &mf, &gz);
         ratio("  verify pass / gzip", &ver, &gz);
         ratio("  flash pass / gzip", &fl, &gz);
+        ratio("verified before / gzip", &mf_again, &gz);
         println!("  peak RSS (mi-flash + simulator in one process): max {:.1} MiB", mem.iter().copied().fold(0.0, f64::max));
         Ok(())
     }
@@ -610,44 +657,72 @@ impl Bench<'_> {
         let (tgz, _) = self.package("link", &o)?;
         let folder = write_sample_folder(&self.work.join("link-folder"), &o).map_err(|e| e.to_string())?;
         let profile = profile.display().to_string();
-        let (mut fl, mut ideal, mut waits, mut host, mut whole, mut whole_folder) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        // A phone flashed before: one store kept across the rounds, filled once here (its
+        // partition files exist, as a phone's partitions do, and are written over in place).
+        let kept_store = self.work.join("link-phone-flashed-before");
+        std::fs::create_dir_all(&kept_store).map_err(|e| e.to_string())?;
+        {
+            let sim = Sim::start_with_store(&self.bin, &kept_store, &profile, None)?;
+            run_process(self.mi_flash(std::slice::from_ref(&sim.target), &tgz, &[]), true, "mi-flash flash --rom (filling the kept store)", &[&sim])?;
+        }
+        // (label, package, verified before, phone flashed before)
+        let cases: [(&str, &Path, bool, bool); 4] = [
+            (".tgz", &tgz, false, false),
+            ("folder", &folder, false, false),
+            (".tgz verified before", &tgz, true, false),
+            (".tgz verified before, phone flashed before", &tgz, true, true),
+        ];
+        let mut whole: Vec<Vec<f64>> = vec![vec![]; cases.len()];
+        let (mut fl, mut ideal, mut waits, mut host, mut fl_kept, mut waits_kept) = (vec![], vec![], vec![], vec![], vec![], vec![]);
         for round in 1..=self.args.rounds {
-            for (rom, form) in [(&tgz, ".tgz"), (&folder, "folder")] {
-                let sim = Sim::start(&self.bin, &self.work, &profile, Some(rate))?;
-                let m = run_process(self.mi_flash(std::slice::from_ref(&sim.target), rom, &[]), true, "mi-flash flash --rom", &[&sim])?;
+            for (c, &(label, rom, again, kept)) in cases.iter().enumerate() {
+                let sim = if kept { Sim::start_with_store(&self.bin, &kept_store, &profile, Some(rate))? } else { Sim::start(&self.bin, &self.work, &profile, Some(rate))? };
+                let cmd = if again { self.mi_flash_again(std::slice::from_ref(&sim.target), rom, &[]) } else { self.mi_flash(std::slice::from_ref(&sim.target), rom, &[]) };
+                let m = run_process(cmd, true, "mi-flash flash --rom", &[&sim])?;
                 drop(sim);
+                if again && !m.used_record() {
+                    return Err("the flash did not use the record of the earlier verification".into());
+                }
                 let f = m.flash_pass().unwrap_or_default().as_secs_f64();
                 let bytes = m.bytes_sent();
                 let i = bytes as f64 / rate as f64;
                 let w = m.device_wait().as_secs_f64();
                 let t = m.total.as_secs_f64();
                 println!(
-                    "  round {round}, {form}: {bytes} bytes sent; wire time {i:.2}s; flash pass {f:.2}s, ratio {:.3}; waits for the phone after data {w:.2}s, without them {:.3}; whole run {t:.2}s, ratio {:.3}",
+                    "  round {round}, {label}: {bytes} bytes sent; wire time {i:.2}s; verify pass {:.2}s; flash pass {f:.2}s, ratio {:.3}; waits for the phone after data {w:.2}s, without them {:.3}; whole run {t:.2}s, ratio {:.3}",
+                    m.verify_pass().unwrap_or_default().as_secs_f64(),
                     f / i,
                     (f - w) / i,
                     t / i
                 );
-                if form == "folder" {
-                    whole_folder.push(t);
-                    continue;
+                whole[c].push(t);
+                if c == 0 {
+                    fl.push(f);
+                    ideal.push(i);
+                    waits.push(w);
+                    host.push(f - w);
                 }
-                fl.push(f);
-                ideal.push(i);
-                waits.push(w);
-                host.push(f - w);
-                whole.push(t);
+                if kept {
+                    fl_kept.push(f);
+                    waits_kept.push(w);
+                }
             }
         }
         summary("bytes / link rate", &ideal);
-        summary("flash pass (.tgz)", &fl);
+        summary("flash pass (.tgz, fresh phone)", &fl);
         summary("  waits for the phone after data", &waits);
         summary("  flash pass without those waits", &host);
-        summary("whole run, .tgz", &whole);
-        summary("whole run, folder", &whole_folder);
+        summary("flash pass (phone flashed before)", &fl_kept);
+        summary("  waits for the phone after data", &waits_kept);
+        for (c, (label, ..)) in cases.iter().enumerate() {
+            summary(&format!("whole run, {label}"), &whole[c]);
+        }
         ratio("flash pass / (bytes / rate)", &fl, &ideal);
         ratio("  without the waits / (bytes / rate)", &host, &ideal);
-        ratio("whole run .tgz / (bytes / rate)", &whole, &ideal);
-        ratio("whole run folder / (bytes / rate)", &whole_folder, &ideal);
+        ratio("flash pass, phone flashed before / (bytes / rate)", &fl_kept, &ideal);
+        for (c, (label, ..)) in cases.iter().enumerate() {
+            ratio(&format!("whole run {label} / (bytes / rate)"), &whole[c], &ideal);
+        }
         Ok(())
     }
 

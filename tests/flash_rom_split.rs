@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 fn mi_flash(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mi-flash"))
         .args(args)
+        .env("MI_FLASH_FULL_VERIFY", "1")
+        .env("MI_FLASH_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-records"))
         .output()
         .expect("the mi-flash binary runs")
 }

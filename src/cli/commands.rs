@@ -45,9 +45,9 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
             Ok(())
         }
         Cmd::Info { json } => info(ctx, json),
-        Cmd::Flash { partition, file, rom, mode, manifest, max_download_size, opts } => match (rom, partition, file) {
+        Cmd::Flash { partition, file, rom, mode, manifest, max_download_size, records, opts } => match (rom, partition, file) {
             (Some(rom), _, _) => {
-                let args = super::rom::RomArgs { rom, mode, manifest, max_download_size };
+                let args = super::rom::RomArgs { rom, mode, manifest, max_download_size, records };
                 super::rom::flash_rom(ctx, &args, &opts)
             }
             (None, Some(partition), Some(file)) => flash_one(ctx, &partition, &file, max_download_size),

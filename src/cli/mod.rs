@@ -131,6 +131,8 @@ pub enum Cmd {
         #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
         max_download_size: Option<u64>,
         #[command(flatten)]
+        records: rom::RecordArgs,
+        #[command(flatten)]
         opts: rom::FlashRomArgs,
     },
     /// Verify a fastboot ROM package offline: file name MD5 fragment, md5sum.xml, CRC lists,

@@ -59,6 +59,21 @@ pub struct RomArgs {
     /// Xiaomi's generator uses; when flashing, the phone's own size if it checks CRC lists).
     #[arg(long, value_parser = super::parse_size_arg, value_name = "BYTES")]
     pub max_download_size: Option<u64>,
+    #[command(flatten)]
+    pub records: RecordArgs,
+}
+
+/// Records of archives verified before (docs/packages.md, "Verifying the same archive again").
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RecordArgs {
+    /// Where mi-flash keeps records of archives it has verified completely (default: the
+    /// user's cache directory, mi-flash/verified).
+    #[arg(long, value_name = "DIR", env = "MI_FLASH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Decompress and check the whole archive even if this exact file (same SHA-256) was
+    /// verified before. `mi-flash verify` always does.
+    #[arg(long, env = "MI_FLASH_FULL_VERIFY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub full_verify: bool,
 }
 
 /// The manifest built into mi-flash plus the user's.
@@ -108,12 +123,15 @@ fn resolve_rom_path(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Verifies the package in one pass and builds the plan for `mode`.
+/// Verifies the package in one pass (or, for an archive verified before, from the record of
+/// that pass) and builds the plan for `mode`.
 pub fn load(args: &RomArgs, split: Option<u64>) -> Result<Rom, CliError> {
     let rom_path = resolve_rom_path(&args.rom);
     let opts = VerifyOptions {
         manifest: Some(manifest(args.manifest.as_deref())?),
         max_download_size: split.or(args.max_download_size),
+        records: Some(args.records.cache_dir.clone().unwrap_or_else(crate::rom::record::default_dir)),
+        reuse_record: !args.records.full_verify,
         ..Default::default()
     };
     let mut verified = verify::verify(&rom_path, &opts).map_err(|e| {
@@ -152,7 +170,10 @@ fn print_failures(v: &Verified) {
 }
 
 pub fn verify_cmd(args: &RomArgs, json: bool) -> Result<(), CliError> {
-    let rom = load(args, None)?;
+    // `verify` is asked for a complete check: it reads everything (and keeps the record).
+    let mut args = args.clone();
+    args.records.full_verify = true;
+    let rom = load(&args, None)?;
     let ok = rom.verified.report.is_ok() && rom.plan.is_ok();
     if json {
         let mut v = serde_json::to_value(&rom.verified.report).unwrap_or_default();
@@ -358,12 +379,19 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
         retry_delay: std::time::Duration::from_secs(1),
     };
 
+    let earlier = report.checks.iter().find(|c| c.name == "verified-before");
     // Prepare every phone: all checks, nothing written.
     let mut ready: Vec<(Phone, Prepared)> = Vec::new();
     let mut results: Vec<(String, Result<String, CliError>)> = Vec::new();
     for mut p in phones {
         let label = p.label.clone();
-        let r = flasher::prepare(&mut p.client, &job, &opts, &mut |e| renderer.event(&label, &e));
+        let r = flasher::prepare(&mut p.client, &job, &opts, &mut |e| {
+            renderer.event(&label, &e);
+            // How the package was verified, among the checks, right after the phone's facts.
+            if let (crate::flasher::Event::Device { .. }, Some(c)) = (&e, &earlier) {
+                renderer.event(&label, &crate::flasher::Event::Check { name: c.name.clone(), ok: true, detail: c.detail.clone() });
+            }
+        });
         match r {
             Ok(prep) => ready.push((p, prep)),
             Err(e) => {

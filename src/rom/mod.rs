@@ -12,6 +12,7 @@ mod hashing;
 pub mod manifest;
 pub mod package;
 pub mod plan;
+pub mod record;
 pub mod sample;
 pub mod script;
 pub mod verify;

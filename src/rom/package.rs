@@ -321,6 +321,39 @@ impl Package {
         Ok(package)
     }
 
+    /// Rebuilds an archive package from what a record of its earlier verification kept
+    /// (`super::record`): the listing and the small files. A zip's member table is read again
+    /// from the file (its central directory, no decompression).
+    pub(crate) fn from_record(
+        path: &Path,
+        kind: SourceKind,
+        root: String,
+        entries: Vec<Entry>,
+        small: BTreeMap<String, Vec<u8>>,
+        digest: ArchiveDigest,
+    ) -> Result<Package, PackageError> {
+        let mut zip_members = HashMap::new();
+        if kind == SourceKind::Zip {
+            let prefix = root_prefix(&root);
+            for m in list_zip(path)? {
+                if m.is_dir {
+                    continue;
+                }
+                if let Ok(p) = normalize_entry_path(m.name.as_bytes()) {
+                    if let Some(rel) = p.strip_prefix(&prefix) {
+                        zip_members.insert(rel.to_string(), m);
+                    }
+                }
+            }
+        }
+        Ok(Package { path: path.to_path_buf(), kind, root, entries, small, digest: Some(digest), zip_members })
+    }
+
+    /// The small files kept in memory (scripts, lists, text files), by relative path.
+    pub(crate) fn small_files(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.small
+    }
+
     /// The path given to [`Package::open`].
     pub fn path(&self) -> &Path {
         &self.path
@@ -951,7 +984,7 @@ pub fn may_hold_md5sum_xml(path: &Path) -> bool {
     }
 }
 
-fn detect_kind(path: &Path) -> Result<SourceKind, PackageError> {
+pub(crate) fn detect_kind(path: &Path) -> Result<SourceKind, PackageError> {
     let io_err = |e| PackageError::Io {
         path: path.to_path_buf(),
         source: e,

@@ -56,6 +56,11 @@ pub struct VerifyOptions {
     pub max_download_size: Option<u64>,
     /// Known packages; when this package is listed, its size, hashes and anti are compared.
     pub manifest: Option<Manifest>,
+    /// Folder of records of completely verified archives (`super::record`): `None` keeps
+    /// none. A complete pass whose checks all pass writes one.
+    pub records: Option<std::path::PathBuf>,
+    /// Use a record of this exact archive (same SHA-256) instead of decompressing it again.
+    pub reuse_record: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +171,32 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
+    /// A file from its measurements (taken by this pass, or by an earlier one and kept in a
+    /// record).
+    pub(crate) fn from_measurements(
+        path: String,
+        size: u64,
+        crc32_value: u32,
+        md5: Option<String>,
+        sparse_error: Option<String>,
+        scan: Option<ImageScan>,
+    ) -> FileInfo {
+        FileInfo {
+            path,
+            size,
+            crc32: py_hex(crc32_value),
+            md5,
+            sparse: scan.as_ref().filter(|s| s.layout.is_sparse()).map(sparse_info),
+            sparse_error,
+            crc32_value,
+            scan,
+        }
+    }
+
+    pub(crate) fn scan(&self) -> Option<&ImageScan> {
+        self.scan.as_ref()
+    }
+
     pub fn crc32_value(&self) -> u32 {
         self.crc32_value
     }
@@ -241,6 +272,30 @@ impl Verified {
 /// safely (damaged, hostile, not a package); check failures are in the report.
 pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageError> {
     let split_size = options.max_download_size.unwrap_or(NEW_SPARSE_CRC_SPLIT);
+    let records = options.records.as_deref().filter(|_| super::record::applies_to(path));
+    if let (Some(dir), true) = (records, options.reuse_record) {
+        match super::record::find(dir, path, split_size) {
+            Ok(Some(found)) => {
+                let note = Check::new(
+                    "verified-before",
+                    &found.package.file_name(),
+                    CheckStatus::Ok,
+                    format!(
+                        "this exact archive (SHA-256 {}) was decompressed and measured completely \
+                         on {}; the checks were run again on those measurements (--full-verify \
+                         decompresses it again)",
+                        found.sha256,
+                        super::record::utc(found.verified_at)
+                    ),
+                );
+                let mut report = build_report(&found.package, found.files, options, split_size);
+                report.checks.insert(0, note);
+                return Ok(Verified { package: found.package, report });
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!("ignoring the record of an earlier verification of {}: {e}", path.display()),
+        }
+    }
     // Per-image MD5s only serve md5sum.xml, which packages since about 2022 no longer ship;
     // a folder or zip tells up front whether it has one, a .tgz only once it is read.
     let image_md5 = super::package::may_hold_md5sum_xml(path);
@@ -258,7 +313,15 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageE
             files.push(info);
         }
     }
+    let record = records.map(|dir| (dir, super::record::prepare(&package, &files, split_size)));
     let report = build_report(&package, files, options, split_size);
+    if let Some((dir, Some(record))) = record {
+        if report.is_ok() {
+            if let Err(e) = super::record::write(dir, record) {
+                log::warn!("cannot keep a record of this verification in {}: {e}", dir.display());
+            }
+        }
+    }
     Ok(Verified { package, report })
 }
 
@@ -343,16 +406,7 @@ impl ScanVisitor for Digester {
             Some(h) => Some(hex(&h.finish().ok_or_else(|| io::Error::other(format!("{path}: the MD5 could not be computed (hashing thread failed)")))?.finalize())),
             None => None,
         };
-        let info = FileInfo {
-            path: path.to_string(),
-            size: tee.total,
-            crc32: py_hex(crc32_value),
-            md5,
-            sparse: scan.as_ref().filter(|s| s.layout.is_sparse()).map(sparse_info),
-            sparse_error,
-            crc32_value,
-            scan,
-        };
+        let info = FileInfo::from_measurements(path.to_string(), tee.total, crc32_value, md5, sparse_error, scan);
         self.files.insert(path.to_string(), info);
         Ok(())
     }
