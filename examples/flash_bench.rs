@@ -7,15 +7,20 @@
 //! ```
 //!
 //! Scenarios (each starts its own simulators, `mi-flash simulate` on 127.0.0.1 port 0, with
-//! fresh stores in a temporary folder, and stops them):
+//! fresh stores in a temporary folder unless said otherwise, and stops them). mi-flash verifies
+//! each package completely (`MI_FLASH_FULL_VERIFY=1`, the first flash of a download) unless a
+//! case says "verified before" (the record of an earlier pass is used; docs/packages.md):
 //!
 //! * `fastboot`: `mi-flash flash --rom FOLDER` against the package's own `flash_all.sh` driving
 //!   AOSP `fastboot` (`sh flash_all.sh -s tcp:127.0.0.1:PORT`), same sample, same simulator
 //!   profile (built-in `moonstone`), over TCP loopback.
 //! * `gzip`: `mi-flash flash --rom X.tgz -s sim:PROFILE` (the simulator inside the process)
-//!   against `gzip -dc X.tgz > /dev/null`, on a package with incompressible super data.
+//!   against `gzip -dc X.tgz > /dev/null`, on a package with incompressible super data; also
+//!   the same archive verified before.
 //! * `link`: against a simulator throttled to `--link-rate`, the flash pass (from the `plan`
-//!   event to the end) against the bytes sent divided by the link rate.
+//!   event to the end) and the whole run against the bytes sent divided by the link rate: the
+//!   `.tgz` and the folder, the `.tgz` verified before, and both onto a phone flashed before
+//!   (one store kept across the rounds, its partition files written over in place).
 //! * `memory`: peak RSS (VmHWM) of `mi-flash flash --rom X.tgz` and, separately, of the
 //!   simulator process, for a large sparse super split at `--memory-max-download-size`.
 //! * `multi`: one `.tgz` flashed to `--phones` throttled simulators at once against one.
@@ -666,11 +671,12 @@ impl Bench<'_> {
             run_process(self.mi_flash(std::slice::from_ref(&sim.target), &tgz, &[]), true, "mi-flash flash --rom (filling the kept store)", &[&sim])?;
         }
         // (label, package, verified before, phone flashed before)
-        let cases: [(&str, &Path, bool, bool); 4] = [
+        let cases: [(&str, &Path, bool, bool); 5] = [
             (".tgz", &tgz, false, false),
             ("folder", &folder, false, false),
             (".tgz verified before", &tgz, true, false),
             (".tgz verified before, phone flashed before", &tgz, true, true),
+            ("folder, phone flashed before", &folder, false, true),
         ];
         let mut whole: Vec<Vec<f64>> = vec![vec![]; cases.len()];
         let (mut fl, mut ideal, mut waits, mut host, mut fl_kept, mut waits_kept) = (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -702,7 +708,7 @@ impl Bench<'_> {
                     waits.push(w);
                     host.push(f - w);
                 }
-                if kept {
+                if kept && again {
                     fl_kept.push(f);
                     waits_kept.push(w);
                 }
