@@ -57,7 +57,8 @@ fn variables_over_tcp() {
     assert!(matches!(c.getvar("nonsense"), Err(FastbootError::Refused { .. })));
     let all = c.getvar_all().unwrap();
     assert!(all.contains(&("partition-size:userdata_a".into(), "0x800000".into())), "{all:?}");
-    assert!(all.iter().all(|(k, v)| k.len() + v.len() + 1 <= 252));
+    // Each `key:value` line fits a 256-byte INFO packet (4 bytes of "INFO" + 252).
+    assert!(all.iter().all(|(k, v)| k.len() + 1 + v.len() <= 252));
 }
 
 #[test]

@@ -25,9 +25,7 @@ fn sparse_file(chunks: &[Chunk]) -> Vec<u8> {
         })
         .sum();
     let mut out = Vec::new();
-    for v in [0xed26ff3au32] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    out.extend_from_slice(&0xed26ff3au32.to_le_bytes());
     out.extend_from_slice(&1u16.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&28u16.to_le_bytes());

@@ -525,8 +525,11 @@ fn finish(results: Vec<(String, Result<String, CliError>)>, several: bool, rende
         let code = failed.iter().filter_map(|(_, r)| r.as_ref().err().map(|e| e.code)).max().unwrap_or(EXIT_FLASH_FAILED);
         return Err(CliError::new(format!("{} of {} phones failed", failed.len(), results.len())).code(code));
     }
-    let (_, r) = results.into_iter().find(|(_, r)| r.is_err()).expect("one failure");
-    Err(r.err().expect("failure"))
+    // One phone, and it failed: its own error (and exit code).
+    match results.into_iter().find_map(|(_, r)| r.err()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 pub fn wipe(ctx: &Context, yes: bool) -> Result<(), CliError> {

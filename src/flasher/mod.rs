@@ -887,7 +887,7 @@ pub fn execute(
         }
         events(Event::StepFinished { index, elapsed_ms: step_started.elapsed().as_millis() as u64, bytes_sent: sent_this_step });
         // A reboot into fastboot in the middle of a plan: wait for the phone to come back.
-        let more = prepared.decisions[index..].iter().any(|d| *d == Decision::Run);
+        let more = prepared.decisions[index..].contains(&Decision::Run);
         if more && matches!(rebooted_to, Some(RebootTarget::Bootloader | RebootTarget::Fastboot)) {
             let deadline = Instant::now() + Duration::from_secs(90);
             loop {

@@ -592,7 +592,7 @@ impl SimDevice {
     }
 
     fn set_lock(&mut self, link: &mut dyn Transport, wire: &str, lock: bool) -> Result<Next, TransportError> {
-        if lock == !self.unlocked {
+        if lock != self.unlocked {
             let state = if lock { "locked" } else { "unlocked" };
             return self.reply(link, wire, Response::Fail(format!("Device already {state}")));
         }
