@@ -11,6 +11,15 @@ use crate::transport::Transport;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+/// The error for a device that keeps sending `INFO`/`TEXT` lines without finishing a command.
+fn endless_messages(cmd: &Command, expected: &str) -> FastbootError {
+    FastbootError::Unexpected {
+        command: cmd.to_string(),
+        got: format!("more than {MAX_MESSAGES_PER_COMMAND} INFO/TEXT lines and no final answer"),
+        expected: expected.into(),
+    }
+}
+
 /// A line the device printed while working on a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceMessage {
@@ -26,6 +35,11 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest read of an `upload` data phase, and the most memory reserved before data arrives.
 const UPLOAD_READ_CHUNK: usize = 1 << 20;
+/// Most `INFO`/`TEXT` lines one command may produce before its final answer. A bootloader's
+/// `getvar:all` sends a few hundred and `oem` commands a few dozen; since each line restarts
+/// the response timeout, a device that never stops talking would otherwise hold the host
+/// forever.
+pub const MAX_MESSAGES_PER_COMMAND: usize = 100_000;
 
 pub struct FastbootClient {
     link: Box<dyn Transport>,
@@ -104,15 +118,17 @@ impl FastbootClient {
         }
     }
 
-    /// Reads responses until a final one; `INFO`/`TEXT` are passed on.
+    /// Reads responses until a final one; `INFO`/`TEXT` are passed on (at most
+    /// [`MAX_MESSAGES_PER_COMMAND`]).
     fn read_final(&mut self, cmd: &Command, timeout: Duration) -> Result<Response, FastbootError> {
-        loop {
+        for _ in 0..=MAX_MESSAGES_PER_COMMAND {
             match self.read_response(cmd, timeout)? {
                 Response::Info(s) => self.emit(DeviceMessage::Info(s)),
                 Response::Text(s) => self.emit(DeviceMessage::Text(s)),
                 other => return Ok(other),
             }
         }
+        Err(endless_messages(cmd, "OKAY, FAIL or DATA"))
     }
 
     fn timeout_for(&self, cmd: &Command) -> Duration {
@@ -157,7 +173,10 @@ impl FastbootClient {
         let cmd = Command::GetVar("all".into());
         self.send(&cmd)?;
         let mut lines = Vec::new();
-        loop {
+        for read in 0.. {
+            if read > MAX_MESSAGES_PER_COMMAND {
+                return Err(endless_messages(&cmd, "OKAY after the variables"));
+            }
             match self.read_response(&cmd, self.response_timeout)? {
                 Response::Info(s) => lines.push(s),
                 Response::Text(s) => self.emit(DeviceMessage::Text(s)),
@@ -542,6 +561,20 @@ mod tests {
         c.on_message(move |_| *s.lock().unwrap() += 1);
         c.oem("device-info").unwrap();
         assert_eq!(*seen.lock().unwrap(), 5000);
+    }
+
+    #[test]
+    fn a_device_that_never_stops_sending_info_is_given_up_on() {
+        let lines: Vec<Vec<u8>> = (0..=MAX_MESSAGES_PER_COMMAND).map(|i| format!("INFOline {i}").into_bytes()).chain([b"OKAY".to_vec()]).collect();
+        let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        for cmd in [&b"oem device-info"[..], b"getvar:all"] {
+            let m = MockTransport::conversation(&[(cmd, &refs)]);
+            let mut c = client(&m);
+            c.on_message(|_| {});
+            let err = if cmd == b"getvar:all" { c.getvar_all().unwrap_err() } else { c.oem("device-info").unwrap_err() };
+            assert!(err.to_string().contains("more than 100000 INFO/TEXT lines"), "{err}");
+            assert!(err.hint().is_some());
+        }
     }
 
     #[test]
