@@ -1,8 +1,8 @@
 //! `mi-flash recovery`, `mi-flash rescue` and `mi-flash doctor`, the simulated recovery of
 //! `mi-flash simulate --recovery`, and the non-fastboot rows of `mi-flash devices`.
 //!
-//! Every sentence of `recovery` and `rescue` comes from the rescue text catalogue, in the
-//! language of `--lang` or the locale; `doctor` speaks English like the rest of the CLI.
+//! Every sentence of `recovery`, `rescue` and `doctor` comes from the rescue text catalogue,
+//! in the language of `--lang` or the locale.
 
 use super::target::{self, Target};
 use super::{CliError, Context};
@@ -79,6 +79,9 @@ pub struct DoctorArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Language: en (English) or id (Bahasa Indonesia); default from the locale.
+    #[arg(long, value_parser = parse_lang)]
+    pub lang: Option<Lang>,
 }
 
 fn catalogue(lang: Option<Lang>) -> Result<Catalogue, CliError> {
@@ -249,7 +252,8 @@ pub fn rescue(args: RescueArgs, ctx: &Context) -> Result<(), CliError> {
 }
 
 pub fn doctor(args: DoctorArgs) -> Result<(), CliError> {
-    let checks = doctor::run_checks(&DoctorEnv::system());
+    let t = catalogue(args.lang)?;
+    let checks = doctor::run_checks(&DoctorEnv::system(), &t);
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     if args.json {
         println!("{}", serde_json::json!({ "checks": checks, "ok": failed == 0 }));
@@ -263,12 +267,12 @@ pub fn doctor(args: DoctorArgs) -> Result<(), CliError> {
             };
             println!("[{tag}] {}: {}", c.name, c.detail);
             if let Some(fix) = &c.fix {
-                println!("       fix: {fix}");
+                println!("       {}: {fix}", t.get("doctor.fix_label"));
             }
         }
     }
     if failed > 0 {
-        return Err(CliError::new(format!("{failed} check(s) failed")).hint("apply the fixes above, then run `mi-flash doctor` again"));
+        return Err(CliError::new(t.fill("doctor.failed", &[("count", &failed.to_string())])).hint(t.get("doctor.failed_hint")));
     }
     Ok(())
 }

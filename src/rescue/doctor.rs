@@ -4,8 +4,11 @@
 //! directory. Each check says what it found and, when something is wrong, the fix.
 //!
 //! Boundaries: checks only, no printing; the places checked come in a [`DoctorEnv`] so tests
-//! can point them at temporary directories.
+//! can point them at temporary directories. The sentences come from the rescue text catalogue
+//! (`doctor.*`), in English or Bahasa Indonesia: the Indonesian rescue guide sends its users
+//! here when USB does not work.
 
+use super::text::Catalogue;
 use crate::transport::usb::{libusb_version, list_fastboot_devices};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -70,46 +73,41 @@ impl DoctorEnv {
     }
 }
 
-pub fn run_checks(env: &DoctorEnv) -> Vec<Check> {
+pub fn run_checks(env: &DoctorEnv, t: &Catalogue) -> Vec<Check> {
     let mut checks = Vec::new();
     if env.usb {
-        usb_checks(&mut checks);
+        usb_checks(&mut checks, t);
     }
     if cfg!(target_os = "linux") {
-        checks.push(udev_check(&env.udev_dirs));
+        checks.push(udev_check(&env.udev_dirs, t));
     }
-    checks.push(disk_check(&env.spill_dir));
-    checks.push(state_dir_check(&env.state_dir));
+    checks.push(disk_check(&env.spill_dir, t));
+    checks.push(state_dir_check(&env.state_dir, t));
     checks
 }
 
-fn usb_checks(checks: &mut Vec<Check>) {
+fn usb_checks(checks: &mut Vec<Check>, t: &Catalogue) {
+    let version = libusb_version();
     let ctx = match rusb::Context::new() {
         Ok(ctx) => {
-            checks.push(Check::new("libusb", Status::Ok, format!("libusb {} started", libusb_version()), None));
+            checks.push(Check::new("libusb", Status::Ok, t.fill("doctor.libusb_ok", &[("version", &version)]), None));
             ctx
         }
         Err(e) => {
-            let fix = if cfg!(target_os = "linux") {
-                "USB is not reachable here: on a normal Linux system check that /dev/bus/usb exists; inside a container pass the bus through (`--device /dev/bus/usb`); in a VM attach the phone to the VM"
-            } else {
-                "reconnect the phone and try again; if it persists, reinstall mi-flash"
-            };
-            checks.push(Check::new("libusb", Status::Fail, format!("libusb {} could not start: {e}", libusb_version()), Some(fix.into())));
+            let fix = if cfg!(target_os = "linux") { "doctor.libusb_fix_linux" } else { "doctor.libusb_fix_other" };
+            let detail = t.fill("doctor.libusb_fail", &[("version", &version), ("error", &e.to_string())]);
+            checks.push(Check::new("libusb", Status::Fail, detail, Some(t.get(fix))));
             return;
         }
     };
     use rusb::UsbContext;
     match ctx.devices() {
-        Ok(list) if list.is_empty() => checks.push(Check::new(
-            "usb-devices",
-            Status::Warn,
-            "no USB devices are visible at all",
-            Some("inside a container or VM, pass the USB bus or the phone through; otherwise check the cable (a data cable, not a charge-only one)".into()),
-        )),
-        Ok(list) => checks.push(Check::new("usb-devices", Status::Ok, format!("{} USB devices visible", list.len()), None)),
+        Ok(list) if list.is_empty() => {
+            checks.push(Check::new("usb-devices", Status::Warn, t.get("doctor.usb_none"), Some(t.get("doctor.usb_none_fix"))))
+        }
+        Ok(list) => checks.push(Check::new("usb-devices", Status::Ok, t.fill("doctor.usb_count", &[("count", &list.len().to_string())]), None)),
         Err(e) => {
-            checks.push(Check::new("usb-devices", Status::Fail, format!("USB devices cannot be listed: {e}"), None));
+            checks.push(Check::new("usb-devices", Status::Fail, t.fill("doctor.usb_list_fail", &[("error", &e.to_string())]), None));
             return;
         }
     }
@@ -131,36 +129,26 @@ fn usb_checks(checks: &mut Vec<Check>) {
     }
     let check = if !problems.is_empty() {
         let fix = if cfg!(target_os = "windows") {
-            "install the WinUSB driver for the phone (Xiaomi's USB driver, Google's USB driver, or Zadig; see docs/usb.md), remove old ADB/fastboot drivers, and re-plug the phone"
+            "doctor.phones_fix_windows"
         } else if cfg!(target_os = "linux") {
-            "install the udev rule (see udev-rule below) and re-plug the phone; close adb (`adb kill-server`) and other flashing tools"
+            "doctor.phones_fix_linux"
         } else {
-            "close other flashing tools and adb (`adb kill-server`), then re-plug the phone"
+            "doctor.phones_fix_other"
         };
-        Check::new("phones", Status::Fail, problems.join("; "), Some(fix.into()))
+        Check::new("phones", Status::Fail, problems.join("; "), Some(t.get(fix)))
     } else if count == 0 {
-        Check::new(
-            "phones",
-            Status::Warn,
-            "no phone connected, so opening one could not be tried",
-            Some("connect the phone in fastboot mode (Volume Down + Power) and run `mi-flash doctor` again".into()),
-        )
+        Check::new("phones", Status::Warn, t.get("doctor.phones_none"), Some(t.get("doctor.phones_none_fix")))
     } else {
-        Check::new("phones", Status::Ok, format!("{count} phone(s) found, all can be opened"), None)
+        Check::new("phones", Status::Ok, t.fill("doctor.phones_ok", &[("count", &count.to_string())]), None)
     };
     checks.push(check);
     if cfg!(target_os = "windows") {
-        checks.push(Check::new(
-            "driver",
-            Status::Ok,
-            "Windows needs the WinUSB driver for each phone mode; a phone listed above without a problem has it",
-            None,
-        ));
+        checks.push(Check::new("driver", Status::Ok, t.get("doctor.driver_windows"), None));
     }
 }
 
 /// Looks for a udev rule that gives the logged-in user access to fastboot phones.
-pub fn udev_check(dirs: &[PathBuf]) -> Check {
+pub fn udev_check(dirs: &[PathBuf], t: &Catalogue) -> Check {
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -172,34 +160,22 @@ pub fn udev_check(dirs: &[PathBuf]) -> Check {
             let Ok(text) = std::fs::read_to_string(&path) else { continue };
             let lower = text.to_ascii_lowercase();
             if lower.contains("ff4203") || (lower.contains("18d1") && lower.contains("d00d")) {
-                return Check::new("udev-rule", Status::Ok, format!("fastboot access rule in {}", path.display()), None);
+                return Check::new("udev-rule", Status::Ok, t.fill("doctor.udev_ok", &[("path", &path.display().to_string())]), None);
             }
         }
     }
-    Check::new(
-        "udev-rule",
-        Status::Warn,
-        "no udev rule for phones in fastboot mode was found: only root may open them",
-        Some(
-            "sudo install -m 0644 udev/51-mi-flash.rules /etc/udev/rules.d/ && sudo udevadm control --reload && sudo udevadm trigger, then re-plug the phone (docs/usb.md)"
-                .into(),
-        ),
-    )
+    Check::new("udev-rule", Status::Warn, t.get("doctor.udev_missing"), Some(t.get("doctor.udev_fix")))
 }
 
 /// Free space where mi-flash unpacks large images.
-pub fn disk_check(dir: &Path) -> Check {
+pub fn disk_check(dir: &Path, t: &Catalogue) -> Check {
     let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+    let path = existing.display().to_string();
     match free_bytes(existing) {
         Ok(Some(free)) => {
-            let gib = free as f64 / (1u64 << 30) as f64;
-            let detail = format!("{gib:.1} GiB free in {}", existing.display());
-            let fix = || {
-                Some(format!(
-                    "free some space there, or point TMPDIR to a disk with at least {} GiB free",
-                    SPILL_WARN_BYTES >> 30
-                ))
-            };
+            let gib = format!("{:.1}", free as f64 / (1u64 << 30) as f64);
+            let detail = t.fill("doctor.disk_free", &[("gib", &gib), ("path", &path)]);
+            let fix = || Some(t.fill("doctor.disk_fix", &[("gib", &(SPILL_WARN_BYTES >> 30).to_string())]));
             if free < SPILL_FAIL_BYTES {
                 Check::new("disk-space", Status::Fail, detail, fix())
             } else if free < SPILL_WARN_BYTES {
@@ -208,13 +184,8 @@ pub fn disk_check(dir: &Path) -> Check {
                 Check::new("disk-space", Status::Ok, detail, None)
             }
         }
-        Ok(None) => Check::new("disk-space", Status::Skip, "free space is not checked on this system", None),
-        Err(e) => Check::new(
-            "disk-space",
-            Status::Warn,
-            format!("free space in {} could not be read: {e}", existing.display()),
-            None,
-        ),
+        Ok(None) => Check::new("disk-space", Status::Skip, t.get("doctor.disk_skip"), None),
+        Err(e) => Check::new("disk-space", Status::Warn, t.fill("doctor.disk_unreadable", &[("path", &path), ("error", &e.to_string())]), None),
     }
 }
 
@@ -240,40 +211,41 @@ fn free_bytes(_path: &Path) -> std::io::Result<Option<u64>> {
 }
 
 /// The state directory exists (or can be made) and is writable.
-pub fn state_dir_check(dir: &Path) -> Check {
-    let fix = || {
-        Some(format!(
-            "make {} writable for your user (or remove it so mi-flash can create it)",
-            dir.display()
-        ))
-    };
+pub fn state_dir_check(dir: &Path, t: &Catalogue) -> Check {
+    let path = dir.display().to_string();
+    let fix = || Some(t.fill("doctor.state_fix", &[("path", &path)]));
     if let Err(e) = std::fs::create_dir_all(dir) {
-        return Check::new("state-dir", Status::Fail, format!("cannot create {}: {e}", dir.display()), fix());
+        return Check::new("state-dir", Status::Fail, t.fill("doctor.state_create_fail", &[("path", &path), ("error", &e.to_string())]), fix());
     }
     let probe = dir.join(format!(".doctor-{}", std::process::id()));
     match std::fs::write(&probe, b"mi-flash doctor") {
         Ok(()) => {
             let _ = std::fs::remove_file(&probe);
-            Check::new("state-dir", Status::Ok, format!("{} is writable", dir.display()), None)
+            Check::new("state-dir", Status::Ok, t.fill("doctor.state_ok", &[("path", &path)]), None)
         }
-        Err(e) => Check::new("state-dir", Status::Fail, format!("cannot write in {}: {e}", dir.display()), fix()),
+        Err(e) => Check::new("state-dir", Status::Fail, t.fill("doctor.state_write_fail", &[("path", &path), ("error", &e.to_string())]), fix()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rescue::text::Lang;
+
+    fn en() -> Catalogue {
+        Catalogue::load(Lang::En).unwrap()
+    }
 
     #[test]
     fn udev_rules_are_found_by_content() {
         let dir = tempfile::tempdir().unwrap();
-        let c = udev_check(&[dir.path().to_path_buf()]);
+        let c = udev_check(&[dir.path().to_path_buf()], &en());
         assert_eq!(c.status, Status::Warn);
         assert!(c.fix.unwrap_or_default().contains("51-mi-flash.rules"));
         std::fs::write(dir.path().join("70-other.rules"), "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"046d\"\n").unwrap();
-        assert_eq!(udev_check(&[dir.path().to_path_buf()]).status, Status::Warn);
+        assert_eq!(udev_check(&[dir.path().to_path_buf()], &en()).status, Status::Warn);
         std::fs::write(dir.path().join("51-android.rules"), "ENV{ID_USB_INTERFACES}==\"*:ff4203:*\", TAG+=\"uaccess\"\n").unwrap();
-        let c = udev_check(&[PathBuf::from("/nonexistent"), dir.path().to_path_buf()]);
+        let c = udev_check(&[PathBuf::from("/nonexistent"), dir.path().to_path_buf()], &en());
         assert_eq!(c.status, Status::Ok);
         assert!(c.detail.contains("51-android.rules"));
     }
@@ -281,15 +253,15 @@ mod tests {
     #[test]
     fn state_dir_and_disk_checks() {
         let dir = tempfile::tempdir().unwrap();
-        let c = state_dir_check(&dir.path().join("a/b"));
+        let c = state_dir_check(&dir.path().join("a/b"), &en());
         assert_eq!(c.status, Status::Ok, "{c:?}");
         assert!(dir.path().join("a/b").is_dir());
         // A file in the way of the directory is a failure with a fix.
         std::fs::write(dir.path().join("file"), b"x").unwrap();
-        let c = state_dir_check(&dir.path().join("file/sub"));
+        let c = state_dir_check(&dir.path().join("file/sub"), &en());
         assert_eq!(c.status, Status::Fail);
         assert!(c.fix.is_some());
-        let c = disk_check(&dir.path().join("not/yet/there"));
+        let c = disk_check(&dir.path().join("not/yet/there"), &en());
         assert_ne!(c.status, Status::Fail, "{c:?}");
         if cfg!(unix) {
             assert!(c.detail.contains("GiB free"), "{c:?}");
@@ -305,8 +277,25 @@ mod tests {
             udev_dirs: vec![dir.path().to_path_buf()],
             usb: false,
         };
-        let names: Vec<&str> = run_checks(&env).iter().map(|c| c.name).collect();
+        let names: Vec<&str> = run_checks(&env, &en()).iter().map(|c| c.name).collect();
         assert!(names.contains(&"disk-space") && names.contains(&"state-dir"), "{names:?}");
         assert_eq!(names.contains(&"udev-rule"), cfg!(target_os = "linux"));
+    }
+
+    #[test]
+    fn the_checks_speak_bahasa_indonesia_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Catalogue::load(Lang::Id).unwrap();
+        let c = udev_check(&[dir.path().to_path_buf()], &id);
+        assert!(c.detail.contains("tidak ditemukan aturan udev"), "{c:?}");
+        assert!(c.fix.unwrap_or_default().contains("51-mi-flash.rules"));
+        let c = state_dir_check(&dir.path().join("s"), &id);
+        assert!(c.detail.ends_with("bisa ditulisi"), "{c:?}");
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let c = state_dir_check(&dir.path().join("file/sub"), &id);
+        assert!(c.detail.contains("tidak bisa dibuat") && c.fix.unwrap_or_default().contains("jadikan"), "{}", c.detail);
+        if cfg!(unix) {
+            assert!(disk_check(dir.path(), &id).detail.contains("GiB kosong di"));
+        }
     }
 }
