@@ -706,6 +706,19 @@ struct Bat<'a> {
     gotos: Vec<(String, usize)>,
 }
 
+impl<'a> super::core::BranchRunner<'a> for Bat<'a> {
+    type Body = BNode;
+    fn planner(&mut self) -> &mut Planner<'a> {
+        &mut self.p
+    }
+    fn status(&mut self) -> &mut Truth {
+        &mut self.status
+    }
+    fn run_body(&mut self, body: &BNode) -> RResult<Flow> {
+        self.run(body)
+    }
+}
+
 impl<'a> Bat<'a> {
     fn fail(&self, line: usize, why: impl Into<String>) -> ScriptError {
         self.p.err(line, ScriptErrorKind::Unsupported, why)
@@ -1013,39 +1026,7 @@ impl<'a> Bat<'a> {
     }
 
     fn conditional(&mut self, cond: Cond, then: &BNode, els: Option<&BNode>, else_status: Truth, line: usize) -> RResult<(Flow, Truth)> {
-        if self.p.gate.is_some() {
-            return Err(self.fail(line, "nested device-dependent branches are not supported"));
-        }
-        let snap = self.p.snapshot();
-        let before = self.status.clone();
-        self.p.gate = Some(cond.clone());
-        let flow = self.run(then);
-        let flow = match flow {
-            Ok(f) => f,
-            Err(e) => {
-                self.p.gate = None;
-                return Err(e);
-            }
-        };
-        let t = self.p.take_branch(&snap, flow, self.status.clone());
-        self.status = before;
-        self.p.gate = Some(cond.clone().not());
-        let e = match els {
-            Some(node) => {
-                let flow = self.run(node);
-                let flow = match flow {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.p.gate = None;
-                        return Err(e);
-                    }
-                };
-                self.p.take_branch(&snap, flow, self.status.clone())
-            }
-            None => self.p.take_branch(&snap, Flow::Normal, else_status),
-        };
-        self.p.gate = None;
-        self.p.merge(cond, t, e, &snap, line)
+        super::core::run_conditional(self, cond, then, els, else_status, line)
     }
 
     fn simple(&mut self, s: &BSimple) -> RResult<Flow> {

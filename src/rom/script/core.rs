@@ -102,6 +102,53 @@ pub(crate) enum Flow {
     Exit,
 }
 
+/// A script runner (sh or bat) as the branch logic sees it.
+pub(crate) trait BranchRunner<'a> {
+    /// What a branch is: a list of nodes (sh) or one node (bat).
+    type Body: ?Sized;
+    fn planner(&mut self) -> &mut Planner<'a>;
+    fn status(&mut self) -> &mut Truth;
+    fn run_body(&mut self, body: &Self::Body) -> Result<Flow, ScriptError>;
+}
+
+/// Runs `then` under `cond` and `els` under its negation, each in a sandbox, and merges them
+/// into one conditional step group. Device-dependent branches do not nest.
+pub(crate) fn run_conditional<'a, R: BranchRunner<'a>>(
+    r: &mut R,
+    cond: Cond,
+    then: &R::Body,
+    els: Option<&R::Body>,
+    else_status: Truth,
+    line: usize,
+) -> Result<(Flow, Truth), ScriptError> {
+    if r.planner().gate.is_some() {
+        return Err(r.planner().err(line, ScriptErrorKind::Unsupported, "nested device-dependent branches are not supported"));
+    }
+    let snap = r.planner().snapshot();
+    let before = r.status().clone();
+    // Runs one side under `gate`; the gate is lifted again whatever happens.
+    let side = |r: &mut R, gate: Cond, body: Option<&R::Body>, default: Truth| -> Result<Branch, ScriptError> {
+        r.planner().gate = Some(gate);
+        let flow = match body {
+            Some(b) => r.run_body(b),
+            None => Ok(Flow::Normal),
+        };
+        let status = if body.is_some() { r.status().clone() } else { default };
+        match flow {
+            Ok(flow) => Ok(r.planner().take_branch(&snap, flow, status)),
+            Err(e) => {
+                r.planner().gate = None;
+                Err(e)
+            }
+        }
+    };
+    let t = side(r, cond.clone(), Some(then), Truth::Known(true))?;
+    *r.status() = before;
+    let e = side(r, cond.clone().not(), els, else_status)?;
+    r.planner().gate = None;
+    r.planner().merge(cond, t, e, &snap, line)
+}
+
 /// What a sandboxed branch did.
 pub(crate) struct Branch {
     pub flow: Flow,

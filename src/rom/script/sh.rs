@@ -942,6 +942,19 @@ struct Sh<'a> {
 
 type RResult<T> = Result<T, ScriptError>;
 
+impl<'a> super::core::BranchRunner<'a> for Sh<'a> {
+    type Body = [Node];
+    fn planner(&mut self) -> &mut Planner<'a> {
+        &mut self.p
+    }
+    fn status(&mut self) -> &mut Truth {
+        &mut self.status
+    }
+    fn run_body(&mut self, body: &[Node]) -> RResult<Flow> {
+        self.run_nodes(body)
+    }
+}
+
 impl<'a> Sh<'a> {
     fn fail(&self, line: usize, why: impl Into<String>) -> ScriptError {
         self.p.err(line, ScriptErrorKind::Unsupported, why)
@@ -1105,39 +1118,7 @@ impl<'a> Sh<'a> {
 
     /// Run `then` under `cond` and `els` under its negation, each in a sandbox, and merge.
     fn conditional(&mut self, cond: Cond, then: &[Node], els: Option<&[Node]>, else_status: Truth, line: usize) -> RResult<(Flow, Truth)> {
-        if self.p.gate.is_some() {
-            return Err(self.fail(line, "nested device-dependent branches are not supported"));
-        }
-        let snap = self.p.snapshot();
-        let before = self.status.clone();
-        self.p.gate = Some(cond.clone());
-        let flow = self.run_nodes(then);
-        let flow = match flow {
-            Ok(f) => f,
-            Err(e) => {
-                self.p.gate = None;
-                return Err(e);
-            }
-        };
-        let t = self.p.take_branch(&snap, flow, self.status.clone());
-        self.status = before;
-        self.p.gate = Some(cond.clone().not());
-        let e = match els {
-            Some(nodes) => {
-                let flow = self.run_nodes(nodes);
-                let flow = match flow {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.p.gate = None;
-                        return Err(e);
-                    }
-                };
-                self.p.take_branch(&snap, flow, self.status.clone())
-            }
-            None => self.p.take_branch(&snap, Flow::Normal, else_status),
-        };
-        self.p.gate = None;
-        self.p.merge(cond, t, e, &snap, line)
+        super::core::run_conditional(self, cond, then, els, else_status, line)
     }
 
     fn simple(&mut self, s: &Simple) -> RResult<Flow> {
