@@ -289,16 +289,20 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-#[test]
-fn an_image_changed_after_verification_is_not_flashed() {
-    // The link drops inside super; while mi-flash waits to reconnect, super.img changes on disk
-    // (same size, one data byte). The retry reads the image again: it no longer matches what
-    // was verified, so its last piece is never flashed and the run fails saying why.
-    let sample = sample(Form::Folder, 4, MIB);
+/// Flashes a copy of the sample (CRC list for `list_mds` pieces) to a phone taking 1 MiB
+/// pieces that drops the link inside super; while mi-flash waits to reconnect, one byte of
+/// super.img (at the offset `pick` chooses in its layout) changes on disk, same size. Returns
+/// mi-flash's output, whether it succeeded, and the phone's log.
+fn change_super_during_retry(
+    list_mds: u64,
+    overrides: &[(&str, &str)],
+    pick: impl Fn(&mi_flash::sparse::SparseLayout) -> usize,
+) -> (String, bool, Vec<serde_json::Value>) {
+    let sample = sample(Form::Folder, 4, list_mds);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("pkg").join(sample.root.file_name().unwrap());
     copy_tree(&sample.root, &root);
-    let profile = moonstone_profile(dir.path(), MIB, &[]);
+    let profile = moonstone_profile(dir.path(), MIB, overrides);
     let sim = Sim::start(&s(&profile), &dir.path().join("store"), &["--fault", "drop-after-bytes=3000000"]);
     let mut child = common::mi_flash()
         .args(["-s", &sim.target(), "--retries", "2", "flash", "--rom", &s(&root), "--yes", "--journal-dir", &s(&dir.path().join("journal"))])
@@ -306,14 +310,10 @@ fn an_image_changed_after_verification_is_not_flashed() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // A byte near the end of the last RAW chunk's data: the sparse structure stays valid and
-    // the byte goes out in the last piece (an earlier piece would be refused by the phone's
-    // own per-piece CRC check first).
     let super_img = root.join("images/super.img");
     let bytes = std::fs::read(&super_img).unwrap();
     let layout = mi_flash::sparse::SparseLayout::read_seekable(std::io::Cursor::new(&bytes)).unwrap();
-    let raw = layout.chunks.iter().rev().find(|c| matches!(c.kind, mi_flash::sparse::ChunkKind::Raw)).expect("a RAW chunk");
-    let at = raw.data_offset as usize + raw.blocks as usize * layout.blk_sz as usize - 100;
+    let at = pick(&layout);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !sim.log().iter().any(|e| e.get("fault").is_some()) {
         assert!(std::time::Instant::now() < deadline, "the link never dropped");
@@ -325,12 +325,47 @@ fn an_image_changed_after_verification_is_not_flashed() {
     std::fs::write(&super_img, &changed).unwrap();
     let out = child.wait_with_output().unwrap();
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "{all}");
+    (all, out.status.success(), sim.log())
+}
+
+fn raw_chunks(layout: &mi_flash::sparse::SparseLayout) -> impl DoubleEndedIterator<Item = &mi_flash::sparse::Chunk> {
+    layout.chunks.iter().filter(|c| matches!(c.kind, mi_flash::sparse::ChunkKind::Raw))
+}
+
+#[test]
+fn an_image_changed_after_verification_is_not_flashed() {
+    // A byte near the end of the last RAW chunk's data: the sparse structure stays valid and
+    // the byte goes out in the last piece (an earlier piece would be refused by the phone's
+    // own per-piece CRC check first). The retry reads the image again: it no longer matches
+    // what was verified, so the piece holding the change is never sent and the run fails
+    // saying why.
+    let (all, ok, log) = change_super_during_retry(MIB, &[], |layout| {
+        let raw = raw_chunks(layout).next_back().expect("a RAW chunk");
+        raw.data_offset as usize + raw.blocks as usize * layout.blk_sz as usize - 100
+    });
+    assert!(!ok, "{all}");
     assert!(all.contains("images/super.img changed since it was verified"), "{all}");
     assert!(!all.contains("Finished"), "{all}");
-    // Super goes in 5 pieces: piece 1 before the drop, then after the reconnect pieces 1-4 of
-    // the changed file; the 5th, which completes the image, is downloaded but never flashed.
-    let log = sim.log();
+    // Super goes in 5 pieces: piece 1 before the drop, then after the reconnect pieces 1-4,
+    // which hold no changed byte; the 5th, which holds the change, is never sent whole.
     assert_eq!(okay_count(&log, "flash:super"), 1 + 4, "{log:?}");
+    assert!(!log.iter().any(|e| e["cmd"] == "flash:cust"), "flashing went on after super");
+}
+
+#[test]
+fn no_changed_byte_is_sent_even_to_a_phone_that_does_not_check_crc_lists() {
+    // The byte changes in super's first RAW data and the phone checks no CRC lists, so only
+    // mi-flash can notice. The retry reads super again one verified window at a time: the
+    // window holding the change fails before anything of it is sent, so only the piece that
+    // went through before the drop was ever flashed. (The package's CRC list is for Xiaomi's
+    // 768 MiB pieces, what is checked for such a phone; the phone still takes 1 MiB pieces.)
+    let (all, ok, log) = change_super_during_retry(768 * MIB, &[("crc", "false")], |layout| {
+        raw_chunks(layout).next().expect("a RAW chunk").data_offset as usize + 100
+    });
+    assert!(!ok, "{all}");
+    assert!(all.contains("images/super.img changed since it was verified"), "{all}");
+    assert!(all.contains("nothing changed was sent"), "{all}");
+    assert!(!all.contains("Finished"), "{all}");
+    assert_eq!(okay_count(&log, "flash:super"), 1, "{log:?}");
     assert!(!log.iter().any(|e| e["cmd"] == "flash:cust"), "flashing went on after super");
 }

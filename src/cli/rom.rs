@@ -350,7 +350,11 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
     let report = &rom.verified.report;
     let package_id = flasher::journal::package_id(report.files.iter().map(|f| (f.path.as_str(), f.size, f.crc32_value())));
     let mode: Mode = rom_args.mode.into();
-    let checksums: std::collections::HashMap<String, (u64, u32)> = report.files.iter().map(|f| (f.path.clone(), (f.size, f.crc32_value()))).collect();
+    let checksums: std::collections::HashMap<String, flasher::ImageChecksums> = report
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), flasher::ImageChecksums { len: f.size, crc32: f.crc32_value(), windows: f.windows().to_vec() }))
+        .collect();
     let job = Job { plan: &plan, mode, layouts: &layouts, checksums: &checksums, package_id, package_name: report.package.clone() };
     let cancel = Arc::new(AtomicBool::new(false));
     // The spill folder of a streamed package, removed by a second Ctrl-C too.

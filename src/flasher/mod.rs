@@ -24,15 +24,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What verification measured of one image, to check it again while it is read for flashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChecksums {
+    pub len: u64,
+    pub crc32: u32,
+    /// CRC-32 of each [`crate::rom::verify::IMAGE_WINDOW`] bytes, the last window shorter.
+    pub windows: Vec<u32>,
+}
+
 /// What is being flashed.
 pub struct Job<'a> {
     pub plan: &'a Plan,
     pub mode: Mode,
     /// Layout of every image the plan flashes, from verification (size, sparse chunks).
     pub layouts: &'a HashMap<String, SparseLayout>,
-    /// Size and CRC-32 of every image as verification read it: the flash pass reads the
-    /// package again and stops before the last `flash:` of an image that no longer matches.
-    pub checksums: &'a HashMap<String, (u64, u32)>,
+    /// Size and CRCs of every image as verification read it: the flash pass reads the package
+    /// again and sends no byte of an image that no longer matches.
+    pub checksums: &'a HashMap<String, ImageChecksums>,
     /// Content identity of the package (journal key).
     pub package_id: String,
     pub package_name: String,
@@ -523,50 +532,87 @@ impl<R: Read> Read for Cancellable<R> {
     }
 }
 
-/// Checks that an image read again for flashing is the one verification read: its CRC-32 is
-/// computed on the way, and the read that delivers its last byte fails instead if the CRC
-/// differs, so the download of the last piece fails and its `flash:` is never sent. (A package
-/// file replaced or changed on disk between verification and flashing.) An image that turns
-/// out longer than verified fails at the first byte too many.
+/// Checks that an image read again for flashing is the one verification read, before any of
+/// it is sent: the image is read one window ([`crate::rom::verify::IMAGE_WINDOW`] bytes) ahead,
+/// and a window is handed on only when its CRC-32 is the one verification measured. A package
+/// file replaced or changed on disk between verification and flashing therefore fails the
+/// download that would carry its first changed byte, and no `flash:` follows. The whole
+/// image's size and CRC-32 are compared at its end as well; an image longer or shorter than
+/// verified fails too.
 struct Unchanged<R> {
     inner: R,
     image: String,
-    len: u64,
-    crc: u32,
+    sums: ImageChecksums,
+    /// The current window, verified; `buf[at..]` is not handed on yet.
+    buf: Vec<u8>,
+    at: usize,
+    /// Windows read so far, and bytes.
+    window: usize,
     seen: u64,
-    hasher: crc32fast::Hasher,
+    whole: crc32fast::Hasher,
 }
 
-impl<R> Unchanged<R> {
-    fn new(inner: R, image: &str, len: u64, crc: u32) -> Unchanged<R> {
-        Unchanged { inner, image: image.to_string(), len, crc, seen: 0, hasher: crc32fast::Hasher::new() }
+impl<R: Read> Unchanged<R> {
+    fn new(inner: R, image: &str, sums: ImageChecksums) -> Unchanged<R> {
+        Unchanged { inner, image: image.to_string(), sums, buf: Vec::new(), at: 0, window: 0, seen: 0, whole: crc32fast::Hasher::new() }
     }
 
     fn changed(&self, what: String) -> std::io::Error {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("{} changed since it was verified ({what}); nothing of it was written: verify the package again", self.image),
+            format!("{} changed since it was verified ({what}); nothing changed was sent: verify the package again", self.image),
         )
+    }
+
+    /// Reads and checks the next window into `buf`; `Ok(false)` at the verified end.
+    fn next_window(&mut self) -> std::io::Result<bool> {
+        let window = crate::rom::verify::IMAGE_WINDOW;
+        let left = self.sums.len - self.seen;
+        if left == 0 {
+            // Past the verified end there must be nothing more.
+            let mut probe = [0u8; 1];
+            return match crate::sparse::read_full_from(&mut self.inner, &mut probe)? {
+                0 => Ok(false),
+                _ => Err(self.changed(format!("longer than the {} bytes verified", self.sums.len))),
+            };
+        }
+        let want = left.min(window) as usize;
+        self.buf.resize(want, 0);
+        let got = crate::sparse::read_full_from(&mut self.inner, &mut self.buf)?;
+        if got < want {
+            return Err(self.changed(format!("{} bytes long, verified {}", self.seen + got as u64, self.sums.len)));
+        }
+        let crc = crc32fast::hash(&self.buf);
+        let from = self.seen;
+        let expected = self.sums.windows.get(self.window).copied();
+        if expected != Some(crc) {
+            return Err(self.changed(format!("bytes {from}..{} differ", from + want as u64)));
+        }
+        self.whole.update(&self.buf);
+        self.window += 1;
+        self.seen += want as u64;
+        self.at = 0;
+        if self.seen == self.sums.len {
+            let whole = self.whole.clone().finalize();
+            if whole != self.sums.crc32 || self.window != self.sums.windows.len() {
+                return Err(self.changed(format!("CRC-32 {whole:#010x}, verified {:#010x}", self.sums.crc32)));
+            }
+        }
+        Ok(true)
     }
 }
 
 impl<R: Read> Read for Unchanged<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
             return Ok(0);
         }
-        if self.seen + n as u64 > self.len {
-            return Err(self.changed(format!("longer than the {} bytes verified", self.len)));
+        if self.at == self.buf.len() && !self.next_window()? {
+            return Ok(0);
         }
-        self.hasher.update(&buf[..n]);
-        self.seen += n as u64;
-        if self.seen == self.len {
-            let crc = self.hasher.clone().finalize();
-            if crc != self.crc {
-                return Err(self.changed(format!("CRC-32 {crc:#010x}, verified {:#010x}", self.crc)));
-            }
-        }
+        let n = (self.buf.len() - self.at).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
@@ -768,7 +814,7 @@ pub fn execute(
                     };
                     let reader = Cancellable { inner: reader, cancel: opts.cancel.clone() };
                     let reader = match job.checksums.get(&f.image) {
-                        Some(&(len, crc)) if list.is_none() => Box::new(Unchanged::new(reader, &f.image, len, crc)) as Box<dyn Read + Send + '_>,
+                        Some(sums) if list.is_none() => Box::new(Unchanged::new(reader, &f.image, sums.clone())) as Box<dyn Read + Send + '_>,
                         _ => Box::new(reader),
                     };
                     let mut done_before: u64 = piece_lens[..first].iter().sum();
@@ -935,29 +981,57 @@ mod tests {
         }
     }
 
+    fn sums(data: &[u8]) -> super::ImageChecksums {
+        let mut w = crate::rom::verify::Windows::default();
+        w.update(data);
+        super::ImageChecksums { len: data.len() as u64, crc32: crc32fast::hash(data), windows: w.finish() }
+    }
+
     #[test]
-    fn an_unchanged_image_passes_and_a_changed_one_fails_on_its_last_read() {
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        let crc = crc32fast::hash(&data);
-        for step in [1, 4096, 99_999, 100_000, 1 << 20] {
-            let mut ok = Unchanged::new(&data[..], "images/boot.img", data.len() as u64, crc);
+    fn an_unchanged_image_passes_and_a_changed_window_is_never_handed_on() {
+        const W: usize = crate::rom::verify::IMAGE_WINDOW as usize;
+        let data: Vec<u8> = (0..(3 * W + 1000) as u32).map(|i| (i * 31 % 251) as u8).collect();
+        for step in [1, 4096, 99_999, W, W + 1, 4 << 20] {
+            let mut ok = Unchanged::new(&data[..], "images/boot.img", sums(&data));
             assert_eq!(read_all_in(step, &mut ok).unwrap(), data, "step {step}");
         }
+        // A byte of the third window changed: the first two windows are handed on whole, then
+        // the read that would start the third fails; no byte of it comes out.
         let mut changed = data.clone();
-        changed[50_000] ^= 1;
-        let mut r = Unchanged::new(&changed[..], "images/boot.img", data.len() as u64, crc);
-        // Every read before the last one goes through; the one that completes the image fails.
+        changed[2 * W + 10] ^= 1;
+        let mut r = Unchanged::new(&changed[..], "images/boot.img", sums(&data));
+        let mut got = Vec::new();
         let mut buf = vec![0u8; 60_000];
-        assert_eq!(r.read(&mut buf).unwrap(), 60_000);
-        let e = r.read(&mut buf).unwrap_err();
+        let e = loop {
+            match r.read(&mut buf) {
+                Ok(0) => panic!("the changed image was read to its end"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, data[..2 * W], "exactly the unchanged windows were handed on");
         assert!(e.to_string().contains("images/boot.img changed since it was verified"), "{e}");
+        assert!(e.to_string().contains(&format!("bytes {}..{} differ", 2 * W, 3 * W)), "{e}");
         assert!(e.to_string().contains("verify the package again"), "{e}");
+        // The last, short window is checked the same way.
+        let mut changed = data.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        let mut r = Unchanged::new(&changed[..], "images/boot.img", sums(&data));
+        assert!(read_all_in(W, &mut r).is_err());
+    }
+
+    #[test]
+    fn an_image_shorter_than_verified_fails() {
+        let data = vec![7u8; 5000];
+        let mut r = Unchanged::new(&data[..4000], "images/misc.img", sums(&data));
+        let e = read_all_in(5000, &mut r).unwrap_err();
+        assert!(e.to_string().contains("4000 bytes long, verified 5000"), "{e}");
     }
 
     #[test]
     fn an_image_longer_than_verified_fails() {
         let data = vec![7u8; 5000];
-        let mut r = Unchanged::new(&data[..], "images/misc.img", 4096, crc32fast::hash(&data[..4096]));
+        let mut r = Unchanged::new(&data[..], "images/misc.img", sums(&data[..4096]));
         let e = read_all_in(5000, &mut r).unwrap_err();
         assert!(e.to_string().contains("longer than the 4096 bytes verified"), "{e}");
     }

@@ -33,7 +33,7 @@ use crate::sparse::{Chunk, ChunkKind, ImageFormat, ImageScan, PieceCrcs, SparseH
 /// Records kept; older ones (by last use) are removed when a new one is written.
 pub const KEEP: usize = 16;
 /// Version of the record format (with the mi-flash version, both must match).
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The default folder: `<user cache dir>/mi-flash/verified`.
 pub fn default_dir() -> PathBuf {
@@ -75,6 +75,8 @@ struct FileRecord {
     md5: Option<String>,
     sparse_error: Option<String>,
     scan: Option<ScanRecord>,
+    /// CRC-32 of each `IMAGE_WINDOW` bytes.
+    windows: Vec<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -263,6 +265,7 @@ fn file_record(f: &FileInfo) -> FileRecord {
         md5: f.md5.clone(),
         sparse_error: f.sparse_error.clone(),
         scan: f.scan().map(scan_record),
+        windows: f.windows().to_vec(),
     }
 }
 
@@ -370,7 +373,7 @@ fn rebuild(path: &Path, kind: SourceKind, r: Record) -> Result<Found, String> {
     let mut files = Vec::with_capacity(r.files.len());
     for f in r.files {
         let scan = f.scan.map(scan_from).transpose().map_err(|e| format!("{}: {e}", f.path))?;
-        files.push(FileInfo::from_measurements(f.path, f.size, f.crc32, f.md5, f.sparse_error, scan));
+        files.push(FileInfo::from_measurements(f.path, f.size, f.crc32, f.md5, f.sparse_error, scan, f.windows));
     }
     Ok(Found { package, files, verified_at: r.verified_at, sha256: r.sha256 })
 }

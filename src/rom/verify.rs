@@ -36,6 +36,11 @@ use crate::sparse::{
     OLD_SPARSE_CRC_SPLIT,
 };
 
+/// Images are verified again while they are read for flashing, window by window: the
+/// CRC-32 of every `IMAGE_WINDOW` bytes is measured here, and the flasher sends no byte of a
+/// window before the window read again has the same CRC (docs/flashing.md).
+pub const IMAGE_WINDOW: u64 = 1 << 20;
+
 /// Split size of the old (single CRC + piece count) `sparsecrclist.txt` format.
 pub const OLD_FORMAT_SPLIT_SIZE: u64 = OLD_SPARSE_CRC_SPLIT;
 
@@ -168,6 +173,9 @@ pub struct FileInfo {
     /// Layout and CRCs measured in the pass (images only).
     #[serde(skip)]
     scan: Option<ImageScan>,
+    /// CRC-32 of each [`IMAGE_WINDOW`] bytes, the last window shorter.
+    #[serde(skip)]
+    windows: Vec<u32>,
 }
 
 impl FileInfo {
@@ -180,6 +188,7 @@ impl FileInfo {
         md5: Option<String>,
         sparse_error: Option<String>,
         scan: Option<ImageScan>,
+        windows: Vec<u32>,
     ) -> FileInfo {
         FileInfo {
             path,
@@ -190,7 +199,13 @@ impl FileInfo {
             sparse_error,
             crc32_value,
             scan,
+            windows,
         }
+    }
+
+    /// The CRC-32 of each [`IMAGE_WINDOW`] bytes of the file (empty for an empty file).
+    pub fn windows(&self) -> &[u32] {
+        &self.windows
     }
 
     pub(crate) fn scan(&self) -> Option<&ImageScan> {
@@ -339,8 +354,40 @@ struct Tee<'a> {
     inner: &'a mut dyn Read,
     crc: crc32fast::Hasher,
     md5: Option<BackgroundHash<Md5>>,
+    windows: Option<Windows>,
     total: u64,
     error: Option<io::Error>,
+}
+
+/// CRC-32s of consecutive fixed-size windows of a stream.
+#[derive(Default)]
+pub(crate) struct Windows {
+    hasher: crc32fast::Hasher,
+    filled: u64,
+    crcs: Vec<u32>,
+}
+
+impl Windows {
+    pub(crate) fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = ((IMAGE_WINDOW - self.filled) as usize).min(data.len());
+            self.hasher.update(&data[..take]);
+            self.filled += take as u64;
+            data = &data[take..];
+            if self.filled == IMAGE_WINDOW {
+                let h = std::mem::take(&mut self.hasher);
+                self.crcs.push(h.finalize());
+                self.filled = 0;
+            }
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u32> {
+        if self.filled > 0 {
+            self.crcs.push(self.hasher.finalize());
+        }
+        self.crcs
+    }
 }
 
 impl Read for Tee<'_> {
@@ -351,6 +398,9 @@ impl Read for Tee<'_> {
                     self.crc.update(&buf[..n]);
                     if let Some(m) = &mut self.md5 {
                         m.update(&buf[..n]);
+                    }
+                    if let Some(w) = &mut self.windows {
+                        w.update(&buf[..n]);
                     }
                     self.total += n as u64;
                     return Ok(n);
@@ -376,7 +426,8 @@ impl ScanVisitor for Digester {
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
         let in_images = path.split('/').rev().skip(1).any(|c| c == "images");
         let md5 = (in_images && self.image_md5).then(|| BackgroundHash::new("mi-flash-md5"));
-        let mut tee = Tee { inner: data, crc: crc32fast::Hasher::new(), md5, total: 0, error: None };
+        let windows = Some(Windows::default());
+        let mut tee = Tee { inner: data, crc: crc32fast::Hasher::new(), md5, windows, total: 0, error: None };
         let mut scan = None;
         let mut sparse_error = None;
         if is_image(path) {
@@ -406,7 +457,8 @@ impl ScanVisitor for Digester {
             Some(h) => Some(hex(&h.finish().ok_or_else(|| io::Error::other(format!("{path}: the MD5 could not be computed (hashing thread failed)")))?.finalize())),
             None => None,
         };
-        let info = FileInfo::from_measurements(path.to_string(), tee.total, crc32_value, md5, sparse_error, scan);
+        let windows = tee.windows.take().map(Windows::finish).unwrap_or_default();
+        let info = FileInfo::from_measurements(path.to_string(), tee.total, crc32_value, md5, sparse_error, scan, windows);
         self.files.insert(path.to_string(), info);
         Ok(())
     }
