@@ -170,6 +170,16 @@ fn records_of_another_version_or_unreadable_ones_are_ignored() {
     assert!(!used(), "another version's record was used");
     assert!(used(), "the complete pass replaced it");
 
+    // Window CRCs that do not cover the file are as unusable as garbage.
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    json["files"].as_array_mut().unwrap().iter_mut().find(|f| f["path"] == "images/super.img").expect("super.img recorded")["windows"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    std::fs::write(record, serde_json::to_vec(&json).unwrap()).unwrap();
+    assert!(!used(), "a record with too few window CRCs was used");
+    assert!(used(), "the complete pass replaced it");
+
     for garbage in [&b"{ not json"[..], b"", br#"{"format":1}"#] {
         std::fs::write(record, garbage).unwrap();
         assert!(!used(), "an unreadable record was used");

@@ -372,6 +372,10 @@ fn rebuild(path: &Path, kind: SourceKind, r: Record) -> Result<Found, String> {
     let package = Package::from_record(path, kind, r.root, entries, small, digest).map_err(|e: PackageError| e.to_string())?;
     let mut files = Vec::with_capacity(r.files.len());
     for f in r.files {
+        let windows = f.size.div_ceil(super::verify::IMAGE_WINDOW);
+        if f.windows.len() as u64 != windows {
+            return Err(format!("{}: {} window CRCs for {} bytes", f.path, f.windows.len(), f.size));
+        }
         let scan = f.scan.map(scan_from).transpose().map_err(|e| format!("{}: {e}", f.path))?;
         files.push(FileInfo::from_measurements(f.path, f.size, f.crc32, f.md5, f.sparse_error, scan, f.windows));
     }
