@@ -150,7 +150,12 @@ impl FastbootClient {
                 got: format!("DATA{n:08x}"),
                 expected: "OKAY or FAIL".into(),
             }),
-            Response::Info(_) | Response::Text(_) => unreachable!("read_final passes INFO/TEXT on"),
+            // read_final passes INFO/TEXT on; an error rather than a panic all the same.
+            other @ (Response::Info(_) | Response::Text(_)) => Err(FastbootError::Unexpected {
+                command: cmd.to_string(),
+                got: format!("{other:?}"),
+                expected: "OKAY or FAIL".into(),
+            }),
         }
     }
 
@@ -242,7 +247,9 @@ impl FastbootClient {
                     expected: "DATA".into(),
                 })
             }
-            Response::Info(_) | Response::Text(_) => unreachable!("read_final passes INFO/TEXT on"),
+            other @ (Response::Info(_) | Response::Text(_)) => {
+                return Err(FastbootError::Unexpected { command: cmd.to_string(), got: format!("{other:?}"), expected: "DATA".into() })
+            }
         }
         let chunk = self.link.max_write_chunk().clamp(1, 16 << 20).min(len as usize);
         let mut sink = DataSink { link: &mut *self.link, buf: Vec::with_capacity(chunk), chunk, sent: 0, limit: len as u64, failed: None, progress };

@@ -851,7 +851,10 @@ pub fn execute(
                             SendError::Device { error, .. } => step_error(format!("{error}{retried}"), None, error.hint()),
                         });
                     }
-                    let SendError::Device { piece, error, .. } = &e else { unreachable!("retryable() is true only for device errors") };
+                    // retryable() is true only for device errors.
+                    let SendError::Device { piece, error, .. } = &e else {
+                        return Err(step_error(format!("{} could not be sent: {e:?}", f.image), None, None));
+                    };
                     let mut failure = error.to_string();
                     let what = if piece_lens.len() > 1 { format!("piece {}/{} of {partition}", piece + 1, piece_lens.len()) } else { partition.clone() };
                     // Reconnect, check it is the same phone, send the CRC lists again where
