@@ -89,7 +89,9 @@ fn a_record_holds_exactly_what_the_complete_pass_measured() {
     let opts = |reuse| VerifyOptions { records: Some(dir.path().to_path_buf()), reuse_record: reuse, max_download_size: Some(MIB), ..Default::default() };
     let full = verify(&sample.rom, &opts(false)).unwrap();
     assert!(full.report.is_ok());
+    assert_eq!(full.record.as_deref().map(|p| p.parent().unwrap()), Some(dir.path()));
     let again = verify(&sample.rom, &opts(true)).unwrap();
+    assert!(again.record.is_none(), "a verification from a record writes none");
     assert_eq!(again.report.checks[0].name, "verified-before");
     assert_eq!(again.report.checks[0].status, CheckStatus::Ok);
     assert_eq!(again.report.files, full.report.files);
@@ -116,7 +118,9 @@ fn a_changed_archive_is_verified_completely_and_refused() {
     let records = dir.path().join("records");
     let rom = dir.path().join("moonstone_images_OS1.0.6.0.UMNCNXM_20240601.0000.00_14.0_cn.tgz");
     std::fs::copy(&sample.rom, &rom).unwrap();
-    run_with(&records, &args(&["verify", "--rom", &s(&rom), "--max-download-size", "1M"])).expect_code(0);
+    let r = run_with(&records, &args(&["verify", "--rom", &s(&rom), "--max-download-size", "1M"]));
+    r.expect_code(0);
+    assert!(r.stdout.contains("keeps a record of this check"), "{}", r.stdout);
     assert_eq!(record_files(&records).len(), 1);
 
     // One byte of the compressed stream changed, same size: the SHA-256 differs, so the
@@ -192,6 +196,8 @@ fn a_folder_keeps_no_record() {
     let sample = sample(Form::Folder, 4, MIB);
     let dir = tempfile::tempdir().unwrap();
     let records = dir.path().join("records");
-    run_with(&records, &args(&["verify", "--rom", &s(&sample.rom), "--max-download-size", "1M"])).expect_code(0);
+    let r = run_with(&records, &args(&["verify", "--rom", &s(&sample.rom), "--max-download-size", "1M"]));
+    r.expect_code(0);
+    assert!(!r.stdout.contains("keeps a record"), "{}", r.stdout);
     assert!(record_files(&records).is_empty());
 }

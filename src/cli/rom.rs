@@ -201,6 +201,9 @@ pub fn verify_cmd(args: &RomArgs, json: bool) -> Result<(), CliError> {
             Err(e) => println!("✗ {:<14} {}", "script", e.message),
         }
         println!("{}", if ok { "The package is intact and complete." } else { "The package FAILED verification: do not flash it." });
+        if ok && rom.verified.record.is_some() {
+            println!("mi-flash keeps a record of this check: flashing this exact file again only hashes it (--full-verify reads it all again).");
+        }
     }
     if ok {
         Ok(())

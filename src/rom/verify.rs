@@ -274,6 +274,10 @@ impl VerifyReport {
 pub struct Verified {
     pub package: Package,
     pub report: VerifyReport,
+    /// The record of this verification that was written (a complete pass over an archive
+    /// whose checks all passed, with records kept), so a later flash of the same file only
+    /// hashes it.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl Verified {
@@ -305,7 +309,7 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageE
                 );
                 let mut report = build_report(&found.package, found.files, options, split_size);
                 report.checks.insert(0, note);
-                return Ok(Verified { package: found.package, report });
+                return Ok(Verified { package: found.package, report, record: None });
             }
             Ok(None) => {}
             Err(e) => log::warn!("ignoring the record of an earlier verification of {}: {e}", path.display()),
@@ -330,14 +334,16 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verified, PackageE
     }
     let record = records.map(|dir| (dir, super::record::prepare(&package, &files, split_size)));
     let report = build_report(&package, files, options, split_size);
+    let mut written = None;
     if let Some((dir, Some(record))) = record {
         if report.is_ok() {
-            if let Err(e) = super::record::write(dir, record) {
-                log::warn!("cannot keep a record of this verification in {}: {e}", dir.display());
+            match super::record::write(dir, record) {
+                Ok(path) => written = Some(path),
+                Err(e) => log::warn!("cannot keep a record of this verification in {}: {e}", dir.display()),
             }
         }
     }
-    Ok(Verified { package, report })
+    Ok(Verified { package, report, record: written })
 }
 
 /// Computes the per-file measurements during the scan.
