@@ -358,19 +358,21 @@ struct Digester {
 /// the first I/O error so that a damaged archive is reported as such, not as a bad image.
 struct Tee<'a> {
     inner: &'a mut dyn Read,
-    crc: crc32fast::Hasher,
     md5: Option<BackgroundHash<Md5>>,
-    windows: Option<Windows>,
+    /// The window CRCs, and from them the whole file's CRC-32.
+    windows: Windows,
     total: u64,
     error: Option<io::Error>,
 }
 
-/// CRC-32s of consecutive fixed-size windows of a stream.
+/// CRC-32s of consecutive fixed-size windows of a stream, and of the whole stream (combined
+/// from the windows' CRCs, so each byte is hashed once).
 #[derive(Default)]
 pub(crate) struct Windows {
     hasher: crc32fast::Hasher,
     filled: u64,
     crcs: Vec<u32>,
+    whole: crc32fast::Hasher,
 }
 
 impl Windows {
@@ -382,17 +384,20 @@ impl Windows {
             data = &data[take..];
             if self.filled == IMAGE_WINDOW {
                 let h = std::mem::take(&mut self.hasher);
+                self.whole.combine(&h);
                 self.crcs.push(h.finalize());
                 self.filled = 0;
             }
         }
     }
 
-    pub(crate) fn finish(mut self) -> Vec<u32> {
+    /// The window CRCs and the CRC-32 of everything.
+    pub(crate) fn finish(mut self) -> (Vec<u32>, u32) {
         if self.filled > 0 {
+            self.whole.combine(&self.hasher);
             self.crcs.push(self.hasher.finalize());
         }
-        self.crcs
+        (self.crcs, self.whole.finalize())
     }
 }
 
@@ -401,13 +406,10 @@ impl Read for Tee<'_> {
         loop {
             match self.inner.read(buf) {
                 Ok(n) => {
-                    self.crc.update(&buf[..n]);
                     if let Some(m) = &mut self.md5 {
                         m.update(&buf[..n]);
                     }
-                    if let Some(w) = &mut self.windows {
-                        w.update(&buf[..n]);
-                    }
+                    self.windows.update(&buf[..n]);
                     self.total += n as u64;
                     return Ok(n);
                 }
@@ -432,8 +434,7 @@ impl ScanVisitor for Digester {
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
         let in_images = path.split('/').rev().skip(1).any(|c| c == "images");
         let md5 = (in_images && self.image_md5).then(|| BackgroundHash::new("mi-flash-md5"));
-        let windows = Some(Windows::default());
-        let mut tee = Tee { inner: data, crc: crc32fast::Hasher::new(), md5, windows, total: 0, error: None };
+        let mut tee = Tee { inner: data, md5, windows: Windows::default(), total: 0, error: None };
         let mut scan = None;
         let mut sparse_error = None;
         if is_image(path) {
@@ -458,12 +459,11 @@ impl ScanVisitor for Digester {
             }
         }
         io::copy(&mut tee, &mut io::sink())?;
-        let crc32_value = tee.crc.clone().finalize();
+        let (windows, crc32_value) = std::mem::take(&mut tee.windows).finish();
         let md5 = match tee.md5.take() {
             Some(h) => Some(hex(&h.finish().ok_or_else(|| io::Error::other(format!("{path}: the MD5 could not be computed (hashing thread failed)")))?.finalize())),
             None => None,
         };
-        let windows = tee.windows.take().map(Windows::finish).unwrap_or_default();
         let info = FileInfo::from_measurements(path.to_string(), tee.total, crc32_value, md5, sparse_error, scan, windows);
         self.files.insert(path.to_string(), info);
         Ok(())
@@ -915,4 +915,26 @@ fn check_images(
         }
     }
     checks
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::{Windows, IMAGE_WINDOW};
+
+    #[test]
+    fn window_crcs_and_the_combined_whole_crc() {
+        let w = IMAGE_WINDOW as usize;
+        for len in [0, 1, w - 1, w, w + 1, 3 * w + 5] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 + i / 977) as u8).collect();
+            // Fed in uneven slices that cross the window boundaries.
+            let mut windows = Windows::default();
+            for part in data.chunks(70_001) {
+                windows.update(part);
+            }
+            let (crcs, whole) = windows.finish();
+            assert_eq!(whole, crc32fast::hash(&data), "{len} bytes");
+            let expected: Vec<u32> = data.chunks(w).map(crc32fast::hash).collect();
+            assert_eq!(crcs, expected, "{len} bytes");
+        }
+    }
 }
