@@ -539,10 +539,10 @@ impl<R: Read> Read for Cancellable<R> {
 /// download that would carry its first changed byte, and no `flash:` follows. The whole
 /// image's size and CRC-32 are compared at its end as well; an image longer or shorter than
 /// verified fails too.
-struct Unchanged<R> {
+struct Unchanged<'a, R> {
     inner: R,
     image: String,
-    sums: ImageChecksums,
+    sums: &'a ImageChecksums,
     /// The current window, verified; `buf[at..]` is not handed on yet.
     buf: Vec<u8>,
     at: usize,
@@ -552,8 +552,8 @@ struct Unchanged<R> {
     whole: crc32fast::Hasher,
 }
 
-impl<R: Read> Unchanged<R> {
-    fn new(inner: R, image: &str, sums: ImageChecksums) -> Unchanged<R> {
+impl<'a, R: Read> Unchanged<'a, R> {
+    fn new(inner: R, image: &str, sums: &'a ImageChecksums) -> Unchanged<'a, R> {
         Unchanged { inner, image: image.to_string(), sums, buf: Vec::new(), at: 0, window: 0, seen: 0, whole: crc32fast::Hasher::new() }
     }
 
@@ -582,13 +582,16 @@ impl<R: Read> Unchanged<R> {
         if got < want {
             return Err(self.changed(format!("{} bytes long, verified {}", self.seen + got as u64, self.sums.len)));
         }
-        let crc = crc32fast::hash(&self.buf);
+        // One CRC pass: the window's hasher also extends the whole image's CRC.
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&self.buf);
+        self.whole.combine(&hasher);
+        let crc = hasher.finalize();
         let from = self.seen;
         let expected = self.sums.windows.get(self.window).copied();
         if expected != Some(crc) {
             return Err(self.changed(format!("bytes {from}..{} differ", from + want as u64)));
         }
-        self.whole.update(&self.buf);
         self.window += 1;
         self.seen += want as u64;
         self.at = 0;
@@ -602,7 +605,7 @@ impl<R: Read> Unchanged<R> {
     }
 }
 
-impl<R: Read> Read for Unchanged<R> {
+impl<R: Read> Read for Unchanged<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
@@ -814,7 +817,7 @@ pub fn execute(
                     };
                     let reader = Cancellable { inner: reader, cancel: opts.cancel.clone() };
                     let reader = match job.checksums.get(&f.image) {
-                        Some(sums) if list.is_none() => Box::new(Unchanged::new(reader, &f.image, sums.clone())) as Box<dyn Read + Send + '_>,
+                        Some(sums) if list.is_none() => Box::new(Unchanged::new(reader, &f.image, sums)) as Box<dyn Read + Send + '_>,
                         _ => Box::new(reader),
                     };
                     let mut done_before: u64 = piece_lens[..first].iter().sum();
@@ -996,15 +999,16 @@ mod tests {
     fn an_unchanged_image_passes_and_a_changed_window_is_never_handed_on() {
         const W: usize = crate::rom::verify::IMAGE_WINDOW as usize;
         let data: Vec<u8> = (0..(3 * W + 1000) as u32).map(|i| (i * 31 % 251) as u8).collect();
+        let verified = sums(&data);
         for step in [1, 4096, 99_999, W, W + 1, 4 << 20] {
-            let mut ok = Unchanged::new(&data[..], "images/boot.img", sums(&data));
+            let mut ok = Unchanged::new(&data[..], "images/boot.img", &verified);
             assert_eq!(read_all_in(step, &mut ok).unwrap(), data, "step {step}");
         }
         // A byte of the third window changed: the first two windows are handed on whole, then
         // the read that would start the third fails; no byte of it comes out.
         let mut changed = data.clone();
         changed[2 * W + 10] ^= 1;
-        let mut r = Unchanged::new(&changed[..], "images/boot.img", sums(&data));
+        let mut r = Unchanged::new(&changed[..], "images/boot.img", &verified);
         let mut got = Vec::new();
         let mut buf = vec![0u8; 60_000];
         let e = loop {
@@ -1021,14 +1025,15 @@ mod tests {
         // The last, short window is checked the same way.
         let mut changed = data.clone();
         *changed.last_mut().unwrap() ^= 1;
-        let mut r = Unchanged::new(&changed[..], "images/boot.img", sums(&data));
+        let mut r = Unchanged::new(&changed[..], "images/boot.img", &verified);
         assert!(read_all_in(W, &mut r).is_err());
     }
 
     #[test]
     fn an_image_shorter_than_verified_fails() {
         let data = vec![7u8; 5000];
-        let mut r = Unchanged::new(&data[..4000], "images/misc.img", sums(&data));
+        let verified = sums(&data);
+        let mut r = Unchanged::new(&data[..4000], "images/misc.img", &verified);
         let e = read_all_in(5000, &mut r).unwrap_err();
         assert!(e.to_string().contains("4000 bytes long, verified 5000"), "{e}");
     }
@@ -1036,7 +1041,8 @@ mod tests {
     #[test]
     fn an_image_longer_than_verified_fails() {
         let data = vec![7u8; 5000];
-        let mut r = Unchanged::new(&data[..], "images/misc.img", sums(&data[..4096]));
+        let verified = sums(&data[..4096]);
+        let mut r = Unchanged::new(&data[..], "images/misc.img", &verified);
         let e = read_all_in(5000, &mut r).unwrap_err();
         assert!(e.to_string().contains("longer than the 4096 bytes verified"), "{e}");
     }

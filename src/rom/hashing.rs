@@ -8,7 +8,7 @@
 //! If no thread can be started, the same hashing is done inline.
 
 use md5::Md5;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
@@ -28,10 +28,16 @@ impl Update for Md5 {
     }
 }
 
+impl Update for Sha256 {
+    fn update(&mut self, data: &[u8]) {
+        sha2::Digest::update(self, data);
+    }
+}
+
 impl Update for (Md5, Sha256) {
     fn update(&mut self, data: &[u8]) {
         md5::Digest::update(&mut self.0, data);
-        self.1.update(data);
+        sha2::Digest::update(&mut self.1, data);
     }
 }
 
@@ -99,6 +105,7 @@ impl<H: Update + Default> BackgroundHash<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest as _;
 
     #[test]
     fn worker_digest_equals_inline_digest_for_any_batching() {

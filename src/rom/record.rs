@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::hashing::BackgroundHash;
 use super::package::{hex, ArchiveDigest, Entry, EntryKind, Package, PackageError, SourceKind};
 use super::verify::FileInfo;
 use crate::sparse::{Chunk, ChunkKind, ImageFormat, ImageScan, PieceCrcs, SparseHeader, SparseLayout};
@@ -221,40 +222,20 @@ fn prune(dir: &Path, keep: usize) {
     }
 }
 
-/// SHA-256 of a file, lowercase hex. The file is read on a second thread so that reading and
-/// hashing overlap (the hash is the slower of the two: about 1.8 GB/s with SHA-NI).
+/// SHA-256 of a file, lowercase hex, hashed on a worker thread while this one reads (the
+/// hashing is the slower half: about 1.8 GB/s with SHA-NI).
 pub(crate) fn sha256_of(path: &Path) -> io::Result<String> {
-    use std::sync::mpsc;
-    const BUF: usize = 4 << 20;
     let mut f = File::open(path)?;
-    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(2);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(3);
-    for _ in 0..3 {
-        let _ = empty_tx.send(vec![0u8; BUF]);
-    }
-    std::thread::scope(|scope| {
-        // Owned by this side, so that the reader stops whenever this side returns.
-        let empty_tx = empty_tx;
-        scope.spawn(move || {
-            while let Ok(mut buf) = empty_rx.recv() {
-                let r = crate::sparse::read_full_from(&mut f, &mut buf);
-                let done = !matches!(r, Ok(n) if n == BUF);
-                if full_tx.send(r.map(|n| (buf, n))).is_err() || done {
-                    return;
-                }
-            }
-        });
-        let mut h = Sha256::new();
-        loop {
-            let (buf, n) = full_rx.recv().map_err(|_| io::Error::other("the file reader stopped"))??;
-            h.update(&buf[..n]);
-            if n < BUF {
-                return Ok(hex(&h.finalize()));
-            }
-            // The reader may have finished already; then the buffer is not needed.
-            let _ = empty_tx.send(buf);
+    let mut hash = BackgroundHash::<Sha256>::new("mi-flash-sha256");
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match crate::sparse::read_full_from(&mut f, &mut buf)? {
+            0 => break,
+            n => hash.update(&buf[..n]),
         }
-    })
+    }
+    let sha = hash.finish().ok_or_else(|| io::Error::other("the SHA-256 could not be computed (hashing thread failed)"))?;
+    Ok(hex(&sha.finalize()))
 }
 
 fn file_record(f: &FileInfo) -> FileRecord {
