@@ -466,7 +466,7 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
                         Ok(s) => Ok(format!("{} steps, {} in {:.1}s", s.steps, super::commands::human_size(s.bytes_sent), s.elapsed.as_secs_f64())),
                         Err(e) => {
                             let (index, partition, device_message) = match &e {
-                                FlashError::Step { index, partition, device_message, .. } => (Some(*index), partition.clone(), device_message.clone()),
+                                FlashError::Step(f) => (Some(f.index), f.partition.clone(), f.device_message.clone()),
                                 FlashError::Cancelled { index, .. } => (Some(*index), None, None),
                                 _ => (None, None, None),
                             };
@@ -498,7 +498,8 @@ fn flash_error(e: FlashError) -> CliError {
     };
     let mut hint = e.hint();
     // Something was written: the journal lets the user continue instead of starting over.
-    if let FlashError::Step { index, .. } = &e {
+    if let FlashError::Step(f) = &e {
+        let index = f.index;
         let resume = format!("to continue from step {index}, run the same command with --resume");
         hint = Some(match hint {
             Some(h) => format!("{h}; {resume}"),

@@ -76,15 +76,10 @@ pub enum FlashError {
     /// Refused before anything was written.
     #[error("{message}")]
     Refused { check: String, message: String, hint: Option<String> },
-    #[error("step {index} ({description}) failed: {message}")]
-    Step {
-        index: usize,
-        description: String,
-        partition: Option<String>,
-        message: String,
-        device_message: Option<String>,
-        hint: Option<String>,
-    },
+    /// A step failed after the checks passed (boxed: it is the largest variant, and every
+    /// `Result` of the flasher carries it).
+    #[error("step {} ({}) failed: {}", .0.index, .0.description, .0.message)]
+    Step(Box<StepFailure>),
     #[error("{0}")]
     Journal(#[from] JournalError),
     #[error("cannot read the phone: {0}")]
@@ -93,10 +88,22 @@ pub enum FlashError {
     Cancelled { index: usize, description: String },
 }
 
+/// The step that failed, where, and what the phone said.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub index: usize,
+    pub description: String,
+    pub partition: Option<String>,
+    pub message: String,
+    pub device_message: Option<String>,
+    pub hint: Option<String>,
+}
+
 impl FlashError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            FlashError::Refused { hint, .. } | FlashError::Step { hint, .. } => hint.clone(),
+            FlashError::Refused { hint, .. } => hint.clone(),
+            FlashError::Step(f) => f.hint.clone(),
             FlashError::Device(e) => e.hint(),
             FlashError::Cancelled { .. } => Some("run the same command with --resume to continue from this step".into()),
             FlashError::Journal(_) => None,
@@ -765,13 +772,15 @@ pub fn execute(
             s.save(&journal)?;
         }
         let step_started = Instant::now();
-        let step_error = |message: String, device_message: Option<String>, hint: Option<String>| FlashError::Step {
-            index,
-            description: description.clone(),
-            partition: partition_of(&step.action),
-            message,
-            device_message,
-            hint,
+        let step_error = |message: String, device_message: Option<String>, hint: Option<String>| {
+            FlashError::Step(Box::new(StepFailure {
+                index,
+                description: description.clone(),
+                partition: partition_of(&step.action),
+                message,
+                device_message,
+                hint,
+            }))
         };
         let fb = |e: FastbootError| {
             let dm = e.device_message().map(str::to_string);
