@@ -21,31 +21,59 @@ use std::io::Write;
 use std::net::{IpAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
-/// A simulated phone reachable from inside this process. Each `connect` is a new connection
-/// (like plugging the cable in again); the phone's state carries over between them.
-#[derive(Clone)]
-pub struct SimHandle {
-    device: Arc<Mutex<SimDevice>>,
+/// A simulated phone (fastboot or recovery) reachable from inside this process. Each `connect`
+/// is a new connection (like plugging the cable in again), served on its own thread; the
+/// phone's state carries over between them, and one connection is served at a time.
+pub struct InProcHandle<D> {
+    device: Arc<Mutex<D>>,
     name: String,
 }
 
-impl SimHandle {
-    pub fn new(device: SimDevice, name: &str) -> SimHandle {
-        SimHandle { device: Arc::new(Mutex::new(device)), name: name.to_string() }
+impl<D> Clone for InProcHandle<D> {
+    fn clone(&self) -> Self {
+        InProcHandle { device: self.device.clone(), name: self.name.clone() }
+    }
+}
+
+/// A simulated phone that serves one in-process connection until it ends.
+pub trait ServeInProc: Send + 'static {
+    /// How the connection is labelled (`sim:NAME` for fastboot).
+    fn label(name: &str) -> String;
+    /// Serves `link` until the host hangs up; the error is only logged.
+    fn serve_inproc(&mut self, link: InProcTransport) -> Result<(), String>;
+}
+
+impl ServeInProc for SimDevice {
+    fn label(name: &str) -> String {
+        format!("sim:{name}")
+    }
+    fn serve_inproc(&mut self, mut link: InProcTransport) -> Result<(), String> {
+        self.serve(&mut link).map(|_| ()).map_err(|e| format!("simulated device: connection ended: {e}"))
+    }
+}
+
+impl<D: ServeInProc> InProcHandle<D> {
+    pub fn new(device: D, name: &str) -> InProcHandle<D> {
+        InProcHandle { device: Arc::new(Mutex::new(device)), name: name.to_string() }
     }
 
     pub fn connect(&self) -> InProcTransport {
-        let (host, mut dev_end) = inproc::pair(&format!("sim:{}", self.name));
+        let (host, dev_end) = inproc::pair(&D::label(&self.name));
         let device = self.device.clone();
         std::thread::spawn(move || {
             let mut dev = device.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = dev.serve(&mut dev_end) {
-                log::warn!("simulated device: connection ended: {e}");
+            if let Err(e) = dev.serve_inproc(dev_end) {
+                log::warn!("{e}");
             }
         });
         host
     }
+}
 
+/// The simulated bootloader, in-process (`-s sim:PROFILE`).
+pub type SimHandle = InProcHandle<SimDevice>;
+
+impl SimHandle {
     pub fn serial(&self) -> String {
         self.device.lock().unwrap_or_else(|p| p.into_inner()).profile().serialno.clone()
     }

@@ -15,11 +15,10 @@ use super::profile::Profile;
 use super::store::Store;
 use crate::rescue::adb::{AdbError, AdbLink, Command, Message, HEADER_LEN};
 use crate::rescue::tcp::AdbTcpTransport;
-use crate::transport::inproc::{self, InProcTransport};
+use crate::transport::inproc::InProcTransport;
 use crate::transport::Transport;
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The `[recovery]` table of a profile: what the simulated Mi Recovery reports. Every key is
@@ -261,27 +260,14 @@ impl SimRecovery {
 
 /// A simulated Mi Recovery reachable from inside this process (`-s sim:PROFILE` for the
 /// `recovery` commands). Each `connect` is a new connection; the state carries over.
-#[derive(Clone)]
-pub struct RecoveryHandle {
-    device: Arc<Mutex<SimRecovery>>,
-    name: String,
-}
+pub type RecoveryHandle = super::InProcHandle<SimRecovery>;
 
-impl RecoveryHandle {
-    pub fn new(device: SimRecovery, name: &str) -> RecoveryHandle {
-        RecoveryHandle { device: Arc::new(Mutex::new(device)), name: name.to_string() }
+impl super::ServeInProc for SimRecovery {
+    fn label(name: &str) -> String {
+        format!("sim:{name} (recovery)")
     }
-
-    pub fn connect(&self) -> InProcTransport {
-        let (host, dev_end) = inproc::pair(&format!("sim:{} (recovery)", self.name));
-        let device = self.device.clone();
-        std::thread::spawn(move || {
-            let mut dev = device.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = dev.serve(Box::new(dev_end)) {
-                log::warn!("simulated recovery: connection ended: {e}");
-            }
-        });
-        host
+    fn serve_inproc(&mut self, link: InProcTransport) -> Result<(), String> {
+        self.serve(Box::new(link)).map(|_| ()).map_err(|e| format!("simulated recovery: connection ended: {e}"))
     }
 }
 
