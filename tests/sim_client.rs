@@ -224,9 +224,50 @@ fn cli_commands_against_the_simulator() {
 
 #[test]
 fn devices_without_any_phone_exits_zero() {
-    let out = mi_flash().arg("devices").output().unwrap();
+    let out = mi_flash().arg("devices").env("LC_ALL", "C").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("No phone in fastboot mode found"));
+    // The same in Bahasa Indonesia, from the locale or from --lang.
+    for args in [vec!["devices"], vec!["devices", "--lang", "id"]] {
+        let mut cmd = mi_flash();
+        cmd.args(&args).env("LC_ALL", if args.len() == 1 { "id_ID.UTF-8" } else { "C" });
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Tidak ditemukan HP dalam mode fastboot"), "{args:?}: {stdout}");
+        assert!(!stdout.contains("No phone"), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn devices_rows_speak_the_users_language_and_json_keeps_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |lang: &str, json: bool| {
+        let mut cmd = mi_flash();
+        cmd.args(["-s", "sim:moonstone", "--sim-store"]).arg(dir.path()).args(["devices", "--lang", lang]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let en = row("en", false);
+    assert!(en.starts_with("sim-moonstone\tsim\tmoonstone\tunlocked\tanti 1\tslot a\tbootloader\n"), "{en}");
+    assert!(en.contains("\tnext: `mi-flash info`"), "{en}");
+    let id = row("id", false);
+    assert!(id.starts_with("sim-moonstone\tsim\tmoonstone\tterbuka (unlocked)\tanti 1\tslot a\tbootloader\n"), "{id}");
+    assert!(id.contains("\tlangkah berikutnya: `mi-flash info`; untuk keluar"), "{id}");
+    // JSON: the same fields and values in both languages; only the human hint is translated.
+    let parse = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap();
+    let (mut en, mut id) = (parse(row("en", true)), parse(row("id", true)));
+    assert!(en["devices"][0]["next"].as_str().unwrap().contains("to leave"));
+    assert!(id["devices"][0]["next"].as_str().unwrap().contains("untuk keluar"));
+    en["devices"][0]["next"] = serde_json::Value::Null;
+    id["devices"][0]["next"] = serde_json::Value::Null;
+    assert_eq!(en, id);
+    assert_eq!(en["devices"][0]["unlocked"], true);
+    assert_eq!(en["devices"][0]["mode"], "bootloader");
 }
 
 #[test]

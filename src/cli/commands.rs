@@ -3,6 +3,7 @@
 use super::target::{self, Target};
 use super::{CliError, Cmd, Context, RebootArg};
 use crate::fastboot::{FastbootClient, RebootTarget};
+use crate::rescue::text::{Catalogue, Lang};
 use crate::rescue::PhoneMode;
 use crate::sim::{self, Fault, ListenSpec, SimOptions};
 use serde_json::json;
@@ -37,7 +38,7 @@ pub struct SimulateArgs {
 
 pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
     match cmd {
-        Cmd::Devices { json } => devices(ctx, json),
+        Cmd::Devices { json, lang } => devices(ctx, json, lang),
         Cmd::Getvar { name } => {
             let mut c = connect(ctx)?;
             let v = c.getvar(&name).map_err(|e| CliError::from_fastboot("", e))?;
@@ -158,9 +159,9 @@ struct DeviceRow {
 
 impl DeviceRow {
     /// A fastboot row that could not be asked anything.
-    fn unprobed(serial: String, problem: String) -> DeviceRow {
+    fn unprobed(serial: String, problem: String, text: &Catalogue) -> DeviceRow {
         let mode = PhoneMode::Bootloader;
-        let next = super::rescue::mode_hint(mode);
+        let next = Some(mode.next(text));
         DeviceRow {
             serial,
             transport: "usb".into(),
@@ -182,7 +183,7 @@ fn yes(v: Option<String>) -> Option<bool> {
 
 /// `serial` is what `-s` accepts for this phone; for USB that is the USB serial, which is what
 /// the row shows even if the bootloader's `serialno` differs.
-fn probe(client: &mut FastbootClient, serial: String, transport: &str) -> DeviceRow {
+fn probe(client: &mut FastbootClient, serial: String, transport: &str, text: &Catalogue) -> DeviceRow {
     let mut get = |n: &str| client.getvar_opt(n).ok().flatten();
     let product = get("product");
     let serial = if transport == "usb" { serial } else { get("serialno").unwrap_or(serial) };
@@ -190,23 +191,24 @@ fn probe(client: &mut FastbootClient, serial: String, transport: &str) -> Device
     let anti = get("anti").and_then(|a| a.parse().ok());
     let current_slot = get("current-slot").map(|s| s.trim_start_matches('_').to_string());
     let mode = if yes(get("is-userspace")) == Some(true) { PhoneMode::Fastbootd } else { PhoneMode::Bootloader };
-    let next = super::rescue::mode_hint(mode);
+    let next = Some(mode.next(text));
     DeviceRow { serial, transport: transport.into(), product, unlocked, anti, current_slot, mode: mode.id().into(), problem: None, next, usb_id: None }
 }
 
-fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
+fn devices(ctx: &Context, as_json: bool, lang: Option<Lang>) -> Result<(), CliError> {
+    let t = super::rescue::catalogue(lang)?;
     let mut rows = Vec::new();
     let mut usb_problem: Option<String> = None;
     match ctx.targets.first() {
-        Some(t) => {
-            let mut c = target::connect(t, &ctx.connect)?;
-            let transport = match t {
+        Some(target) => {
+            let mut c = target::connect(target, &ctx.connect)?;
+            let transport = match target {
                 Target::Usb(_) => "usb",
                 Target::Tcp { .. } => "tcp",
                 Target::Udp { .. } => "udp",
                 Target::Sim { .. } => "sim",
             };
-            rows.push(probe(&mut c, t.to_string(), transport));
+            rows.push(probe(&mut c, target.to_string(), transport, &t));
         }
         None => {
             // A machine without a USB bus (a container, a CI runner) has no phone either.
@@ -223,15 +225,16 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
             for d in found {
                 let id = d.id();
                 match &d.problem {
-                    Some(p) => rows.push(DeviceRow::unprobed(d.serial.clone().unwrap_or_else(|| id.clone()), p.clone())),
+                    Some(p) => rows.push(DeviceRow::unprobed(d.serial.clone().unwrap_or_else(|| id.clone()), p.clone(), &t)),
                     None => match target::connect(&Target::Usb(Some(id.clone())), &ctx.connect) {
-                        Ok(mut c) => rows.push(probe(&mut c, d.serial.clone().unwrap_or(id), "usb")),
+                        Ok(mut c) => rows.push(probe(&mut c, d.serial.clone().unwrap_or(id), "usb", &t)),
                         Err(e) => rows.push(DeviceRow::unprobed(
                             d.serial.clone().unwrap_or(id),
                             match e.hint {
                                 Some(h) => format!("{} ({h})", e.message),
                                 None => e.message,
                             },
+                            &t,
                         )),
                     },
                 }
@@ -248,7 +251,7 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
                         current_slot: None,
                         mode: p.mode.id().into(),
                         problem: p.problem.clone(),
-                        next: super::rescue::mode_hint(p.mode),
+                        next: Some(p.mode.next(&t)),
                         usb_id: Some(p.usb_id()),
                     })),
                     Err(e) => usb_problem = Some(e),
@@ -265,22 +268,21 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     if rows.is_empty() {
-        println!("No phone in fastboot mode found.");
+        println!("{}", t.get("devices.none"));
         if let Some(p) = &usb_problem {
-            println!("USB is not usable here: {p}");
+            println!("{}", t.fill("devices.usb_unusable", &[("problem", p)]));
         }
-        println!("Start the phone in fastboot mode (hold Volume down + Power) and connect it with a data cable.");
-        println!("No phone at hand? Try the simulated one: mi-flash -s sim:moonstone info");
+        println!("{}", t.get("devices.start"));
+        println!("{}", t.get("devices.try_sim"));
         return Ok(());
     }
     for r in &rows {
         if let Some(mode) = PhoneMode::from_id(&r.mode).filter(|m| !m.can_flash()) {
-            let (name, can) = super::rescue::describe_mode(mode);
             let usb_id = r.usb_id.as_deref().unwrap_or("?");
             println!("{}\t{}\t{}\t{}\t{}", r.serial, r.transport, r.product.as_deref().unwrap_or(usb_id), usb_id, r.mode);
-            println!("\t{name}: mi-flash can {can}");
+            println!("\t{}", t.fill("devices.can", &[("mode", &mode.name(&t)), ("can", &mode.can(&t))]));
             if let Some(next) = &r.next {
-                println!("\tnext: {next}");
+                println!("\t{}", t.fill("devices.next", &[("next", next)]));
             }
             if let Some(p) = &r.problem {
                 println!("\t{p}");
@@ -288,12 +290,18 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
             continue;
         }
         let unlocked = match r.unlocked {
-            Some(true) => "unlocked",
-            Some(false) => "locked",
-            None => "lock state unknown",
+            Some(true) => t.get("devices.unlocked"),
+            Some(false) => t.get("devices.locked"),
+            None => t.get("devices.lock_unknown"),
         };
-        let anti = r.anti.map(|a| format!("anti {a}")).unwrap_or_else(|| "no anti".into());
-        let slot = r.current_slot.as_ref().map(|s| format!("slot {s}")).unwrap_or_else(|| "no slots".into());
+        let anti = match r.anti {
+            Some(a) => t.fill("devices.anti", &[("anti", &a.to_string())]),
+            None => t.get("devices.no_anti"),
+        };
+        let slot = match &r.current_slot {
+            Some(s) => t.fill("devices.slot", &[("slot", s)]),
+            None => t.get("devices.no_slots"),
+        };
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.serial,
@@ -308,7 +316,7 @@ fn devices(ctx: &Context, as_json: bool) -> Result<(), CliError> {
             println!("\t{p}");
         }
         if let Some(next) = &r.next {
-            println!("\tnext: {next}");
+            println!("\t{}", t.fill("devices.next", &[("next", next)]));
         }
     }
     Ok(())

@@ -98,6 +98,9 @@ pub enum Cmd {
         /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
+        /// Language of the hints: en (English) or id (Bahasa Indonesia); default from the locale.
+        #[arg(long, value_parser = rescue::parse_lang)]
+        lang: Option<crate::rescue::Lang>,
     },
     /// Print one variable of the phone.
     Getvar { name: String },

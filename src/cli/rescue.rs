@@ -18,7 +18,7 @@ use crate::sim::SimOptions;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-fn parse_lang(text: &str) -> Result<Lang, String> {
+pub(super) fn parse_lang(text: &str) -> Result<Lang, String> {
     Lang::parse(text).ok_or_else(|| format!("`{text}` is not a supported language: use en (English) or id (Bahasa Indonesia)"))
 }
 
@@ -84,7 +84,7 @@ pub struct DoctorArgs {
     pub lang: Option<Lang>,
 }
 
-fn catalogue(lang: Option<Lang>) -> Result<Catalogue, CliError> {
+pub(super) fn catalogue(lang: Option<Lang>) -> Result<Catalogue, CliError> {
     Catalogue::load(lang.unwrap_or_else(Lang::from_env)).map_err(|e| CliError::new(e.to_string()))
 }
 
@@ -290,10 +290,6 @@ pub fn simulate_recovery(
 }
 
 /// The `next` hint of a `devices` row in `mode` (English, like the rest of `devices`).
-pub fn mode_hint(mode: PhoneMode) -> Option<String> {
-    Catalogue::load(Lang::En).ok().map(|t| mode.next(&t))
-}
-
 /// Phones on USB in modes other than fastboot, as `devices` rows: (mode, id, USB product
 /// string, USB ID, problem), or why USB could not be listed.
 pub fn other_mode_phones() -> Result<Vec<rescue_usb::UsbPhone>, String> {
@@ -303,10 +299,3 @@ pub fn other_mode_phones() -> Result<Vec<rescue_usb::UsbPhone>, String> {
     })
 }
 
-/// What `devices` prints for a phone in a mode other than fastboot.
-pub fn describe_mode(mode: PhoneMode) -> (String, String) {
-    match Catalogue::load(Lang::En) {
-        Ok(t) => (mode.name(&t), mode.can(&t)),
-        Err(_) => (mode.id().to_string(), String::new()),
-    }
-}
