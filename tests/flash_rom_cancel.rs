@@ -22,11 +22,20 @@ fn spill_folders(tmp: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// Starts flashing the sample `.tgz` (TMPDIR in `tmp`), waits until super is being sent,
-/// checks the spill folder is there, sends `interrupts` SIGINTs, and returns the exit code,
-/// stdout and stderr.
-fn flash_and_interrupt(args: &[String], tmp: &std::path::Path, interrupts: usize, gap: Duration) -> (Option<i32>, String, String) {
-    let mut child = common::mi_flash().args(args).env("TMPDIR", tmp).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+/// Starts flashing the sample `.tgz` (TMPDIR in `tmp`), waits until super is being sent and
+/// `ready` holds, checks the spill folder is there, sends `interrupts` SIGINTs, and returns the
+/// exit code, stdout and stderr.
+fn flash_and_interrupt(
+    args: &[String],
+    tmp: &std::path::Path,
+    interrupts: usize,
+    gap: Duration,
+    ready: &dyn Fn() -> bool,
+) -> (Option<i32>, String, String) {
+    let child = common::mi_flash().args(args).env("TMPDIR", tmp).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Killed if the test fails before mi-flash ends.
+    let mut guard = common::KillOnDrop(Some(child));
+    let child = guard.get();
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -46,6 +55,11 @@ fn flash_and_interrupt(args: &[String], tmp: &std::path::Path, interrupts: usize
             Err(e) => panic!("no step 20 line: {e}"),
         }
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "mi-flash never reached the point to interrupt");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(spill_folders(tmp).len(), 1, "no spill folder while flashing a .tgz");
     for i in 0..interrupts {
         // Signals sent at once would merge into one.
@@ -60,8 +74,6 @@ fn flash_and_interrupt(args: &[String], tmp: &std::path::Path, interrupts: usize
             break st.code();
         }
         if waited >= 200 {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("mi-flash did not stop within 20 s of Ctrl-C");
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -84,7 +96,7 @@ fn ctrl_c_inside_super_stops_cleanly_and_resumes() {
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     let args = ["-s".to_string(), sim.target(), "flash".into(), "--rom".into(), s(&sample.rom), "--yes".into(), "--journal-dir".into(), s(&journal)];
-    let (code, out, err) = flash_and_interrupt(&args, &tmp, 1, Duration::ZERO);
+    let (code, out, err) = flash_and_interrupt(&args, &tmp, 1, Duration::ZERO, &|| true);
     assert_eq!(code, Some(130), "{out}\n{err}");
     assert_eq!(spill_folders(&tmp), Vec::<String>::new(), "the spill folder was left behind");
     assert!(err.contains("stopped by the user during step 21"), "{err}");
@@ -109,7 +121,10 @@ fn a_second_ctrl_c_exits_at_once_and_still_removes_the_spill_folder() {
     std::fs::create_dir(&tmp).unwrap();
     let args = ["-s".to_string(), sim.target(), "--timeout".into(), "60".into(), "flash".into(), "--rom".into(), s(&sample.rom), "--yes".into(), "--journal-dir".into(), s(&dir.path().join("journal"))];
     let started = std::time::Instant::now();
-    let (code, out, err) = flash_and_interrupt(&args, &tmp, 2, Duration::from_millis(500));
+    // Both signals go once the phone has taken the stalled download command, so mi-flash is
+    // waiting for its answer.
+    let stalled = || sim.log().iter().any(|e| e["result"] == "STALL");
+    let (code, out, err) = flash_and_interrupt(&args, &tmp, 2, Duration::from_millis(500), &stalled);
     assert!(started.elapsed() < Duration::from_secs(30), "mi-flash waited for the phone instead of exiting");
     assert!(!err.contains("stopped by the user"), "the first Ctrl-C stopped the flash: the second one was not tested\n{err}");
     assert_eq!(code, Some(130), "{out}\n{err}");

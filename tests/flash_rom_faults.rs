@@ -290,9 +290,10 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 }
 
 /// Flashes a copy of the sample (CRC list for `list_mds` pieces) to a phone taking 1 MiB
-/// pieces that drops the link inside super; while mi-flash waits to reconnect, one byte of
-/// super.img (at the offset `pick` chooses in its layout) changes on disk, same size. Returns
-/// mi-flash's output, whether it succeeded, and the phone's log.
+/// pieces that drops the link inside super; while mi-flash waits to reconnect (`--retry-delay
+/// 5`, far longer than the test needs to notice the drop), one byte of super.img (at the
+/// offset `pick` chooses in its layout) changes on disk, in place. Returns mi-flash's output,
+/// whether it succeeded, and the phone's log.
 fn change_super_during_retry(
     list_mds: u64,
     overrides: &[(&str, &str)],
@@ -304,12 +305,14 @@ fn change_super_during_retry(
     copy_tree(&sample.root, &root);
     let profile = moonstone_profile(dir.path(), MIB, overrides);
     let sim = Sim::start(&s(&profile), &dir.path().join("store"), &["--fault", "drop-after-bytes=3000000"]);
-    let mut child = common::mi_flash()
-        .args(["-s", &sim.target(), "--retries", "2", "flash", "--rom", &s(&root), "--yes", "--journal-dir", &s(&dir.path().join("journal"))])
+    let child = common::mi_flash()
+        .args(["-s", &sim.target(), "--retries", "2", "--retry-delay", "5", "flash", "--rom", &s(&root), "--yes"])
+        .args(["--journal-dir", &s(&dir.path().join("journal"))])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = common::KillOnDrop(Some(child));
     let super_img = root.join("images/super.img");
     let bytes = std::fs::read(&super_img).unwrap();
     let layout = mi_flash::sparse::SparseLayout::read_seekable(std::io::Cursor::new(&bytes)).unwrap();
@@ -317,13 +320,13 @@ fn change_super_during_retry(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !sim.log().iter().any(|e| e.get("fault").is_some()) {
         assert!(std::time::Instant::now() < deadline, "the link never dropped");
-        assert!(child.try_wait().unwrap().is_none(), "mi-flash ended before the link dropped");
+        assert!(child.get().try_wait().unwrap().is_none(), "mi-flash ended before the link dropped");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let mut changed = bytes.clone();
-    changed[at] ^= 0x5a;
-    std::fs::write(&super_img, &changed).unwrap();
-    let out = child.wait_with_output().unwrap();
+    // One byte written in place: the file never looks truncated or half-written to mi-flash.
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(&super_img).unwrap().write_all_at(&[bytes[at] ^ 0x5a], at as u64).unwrap();
+    let out = child.take().wait_with_output().unwrap();
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (all, out.status.success(), sim.log())
 }

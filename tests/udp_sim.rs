@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use mi_flash::fastboot::FastbootClient;
 use mi_flash::transport::udp::{UdpOptions, UdpTransport};
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,7 +40,7 @@ impl UdpSim {
     fn start_with(dir: &Path, extra: &[&str]) -> UdpSim {
         let profile = write_profile(dir, PROFILE);
         let store = dir.join("store");
-        let mut child = mi_flash()
+        let child = mi_flash()
             .args(["simulate", "--listen", "udp:127.0.0.1:0", "--profile"])
             .arg(&profile)
             .arg("--store")
@@ -51,14 +50,14 @@ impl UdpSim {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start mi-flash simulate");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read listening line");
+        let mut child = common::KillOnDrop(Some(child));
+        let line = common::first_line(child.get());
         let port = line
             .trim()
             .strip_prefix("listening on udp:127.0.0.1:")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from simulate: {line:?}"));
-        UdpSim { child, port, store }
+        UdpSim { child: child.take(), port, store }
     }
 
     fn partition(&self, name: &str) -> Vec<u8> {

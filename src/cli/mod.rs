@@ -87,6 +87,12 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 2, value_name = "N")]
     pub retries: u32,
 
+    /// Seconds `flash --rom` waits before the first retry (each further one waits twice as
+    /// long, at most 10 s or this). A longer wait gives a phone whose USB comes back slowly,
+    /// or a cable being reseated, time to reappear.
+    #[arg(long, global = true, default_value = "1", value_parser = parse_retry_delay, value_name = "SECONDS")]
+    pub retry_delay: Duration,
+
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -259,12 +265,23 @@ pub enum RebootArg {
 }
 
 /// Settings every device command shares.
+fn parse_retry_delay(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && (0.0..=600.0).contains(v))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{s}` is not a number of seconds from 0 to 600"))
+}
+
 pub struct Context {
     /// Phones named with `-s` (or `ANDROID_SERIAL`), in order.
     pub targets: Vec<Target>,
     pub connect: target::ConnectOptions,
     /// `--retries`.
     pub retries: u32,
+    /// `--retry-delay`.
+    pub retry_delay: Duration,
 }
 
 pub fn main() -> i32 {
@@ -279,6 +296,7 @@ pub fn main() -> i32 {
             usb_chunk_size: cli.usb_chunk_size,
         },
         retries: cli.retries,
+        retry_delay: cli.retry_delay,
     };
     match commands::run(cli.command, &ctx) {
         Ok(()) => 0,

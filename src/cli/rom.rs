@@ -383,7 +383,7 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
         max_download_size: rom_args.max_download_size,
         cancel: Some(cancel.clone()),
         retries: ctx.retries,
-        retry_delay: std::time::Duration::from_secs(1),
+        retry_delay: ctx.retry_delay,
     };
 
     let earlier = report.checks.iter().find(|c| c.name == "verified-before");

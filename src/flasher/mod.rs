@@ -60,7 +60,8 @@ pub struct FlashOptions {
     /// error) is sent again after reconnecting; 0 stops at the first such failure. A failed
     /// `flash:` or `erase:` is never retried: the phone may have written part of the partition.
     pub retries: u32,
-    /// Wait before the first retry; each further retry waits twice as long (at most 10 s).
+    /// Wait before the first retry; each further retry waits twice as long (at most 10 s, or
+    /// `retry_delay` itself if that is longer).
     pub retry_delay: Duration,
 }
 
@@ -880,7 +881,7 @@ pub fn execute(
                             Some(c) => c.close(),
                             None => client.close(),
                         }
-                        let delay = opts.retry_delay.saturating_mul(1 << (attempt - 1).min(8)).min(MAX_RETRY_DELAY);
+                        let delay = opts.retry_delay.saturating_mul(1 << (attempt - 1).min(8)).min(MAX_RETRY_DELAY.max(opts.retry_delay));
                         let reconnected = reconnect_same_phone(prepared, reconnect, delay, &cancelled).and_then(|mut c| {
                             match resend_crc_lists(&mut c, &crc_lists) {
                                 Ok(sent) => Ok((c, sent)),

@@ -41,7 +41,7 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(profile: &str, store: &Path, extra: &[&str]) -> Sim {
-        let mut child = mi_flash()
+        let child = mi_flash()
             .args(["simulate", "--listen", "127.0.0.1:0", "--profile", profile, "--store"])
             .arg(store)
             .args(extra)
@@ -49,15 +49,15 @@ impl Sim {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start mi-flash simulate");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        // Killed if the banner is not what it should be.
+        let mut child = KillOnDrop(Some(child));
+        let line = first_line(child.get());
         let port = line
             .trim()
             .strip_prefix("listening on tcp:127.0.0.1:")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from simulate: {line:?}"));
-        Sim { child, port, store: store.to_path_buf() }
+        Sim { child: child.take(), port, store: store.to_path_buf() }
     }
 
     pub fn target(&self) -> String {
@@ -85,6 +85,38 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A child process that is killed (and reaped) when this guard is dropped, also when a test
+/// panics; `take` hands the child over for a normal end.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    pub fn get(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child already taken")
+    }
+
+    pub fn take(&mut self) -> Child {
+        self.0.take().expect("child already taken")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The first line a child prints on its piped stdout (empty if it printed none).
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    line
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
