@@ -320,3 +320,23 @@ fn init_logging(verbose: u8) {
     let env = env_logger::Env::default().default_filter_or(default);
     let _ = env_logger::Builder::from_env(env).format_timestamp(None).try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_takes_seconds_from_0_to_600() {
+        assert_eq!(parse_retry_delay("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_retry_delay("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_retry_delay("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "601", "nan", "inf", "", "1s"] {
+            let e = parse_retry_delay(bad).unwrap_err();
+            assert!(e.contains("seconds from 0 to 600"), "{bad}: {e}");
+        }
+        let cli = Cli::try_parse_from(["mi-flash", "--retry-delay", "3", "devices"]).unwrap();
+        assert_eq!(cli.retry_delay, Duration::from_secs(3));
+        let cli = Cli::try_parse_from(["mi-flash", "devices"]).unwrap();
+        assert_eq!(cli.retry_delay, Duration::from_secs(1));
+    }
+}

@@ -67,6 +67,12 @@ pub struct FlashOptions {
 
 /// The longest wait between two retries.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+/// The wait before retry number `attempt` (from 1): `first`, then twice as long each time, at
+/// most 10 s or `first`, whichever is longer.
+fn retry_wait(first: Duration, attempt: u32) -> Duration {
+    first.saturating_mul(1 << attempt.saturating_sub(1).min(8)).min(MAX_RETRY_DELAY.max(first))
+}
+
 /// The largest CRC list kept in memory to be sent again after a reconnect.
 const MAX_CRC_LIST_LEN: u64 = 16 << 20;
 
@@ -881,7 +887,7 @@ pub fn execute(
                             Some(c) => c.close(),
                             None => client.close(),
                         }
-                        let delay = opts.retry_delay.saturating_mul(1 << (attempt - 1).min(8)).min(MAX_RETRY_DELAY.max(opts.retry_delay));
+                        let delay = retry_wait(opts.retry_delay, attempt);
                         let reconnected = reconnect_same_phone(prepared, reconnect, delay, &cancelled).and_then(|mut c| {
                             match resend_crc_lists(&mut c, &crc_lists) {
                                 Ok(sent) => Ok((c, sent)),
@@ -982,6 +988,18 @@ pub fn execute(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn retry_waits_double_up_to_ten_seconds_or_the_first_wait() {
+        let waits = |first: u64| (1..=6).map(|a| super::retry_wait(Duration::from_secs(first), a).as_secs()).collect::<Vec<_>>();
+        assert_eq!(waits(1), [1, 2, 4, 8, 10, 10]);
+        assert_eq!(waits(3), [3, 6, 10, 10, 10, 10]);
+        assert_eq!(waits(20), [20, 20, 20, 20, 20, 20]);
+        assert_eq!(waits(0), [0; 6]);
+        assert_eq!(super::retry_wait(Duration::from_secs(1), 100), Duration::from_secs(10));
+    }
+
     use super::Unchanged;
     use std::io::Read;
 
