@@ -1,7 +1,7 @@
 //! Fuzz-like property tests: whatever bytes or lines reach the parser, it returns a plan or
 //! an error — it never panics, and errors always point at a line of the input.
 
-use std::path::PathBuf;
+mod common;
 
 use mi_flash::rom::plan::MemoryFiles;
 use mi_flash::rom::script::parse_script;
@@ -11,21 +11,19 @@ fn files() -> MemoryFiles {
     MemoryFiles::new().with("images/anti_version.txt", b"1").with("images/exaid.img", b"x").with_folder("land_china_x")
 }
 
+/// The lines of the real Xiaomi scripts (under CI=true they must be there); outside CI,
+/// without them, a few representative lines of both dialects.
 fn fixture_lines() -> Vec<String> {
-    let dir = match std::env::var_os("MI_FLASH_XIAOMI_SCRIPTS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/xiaomi-scripts")),
-    };
     let mut lines = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
+    if let Some(dir) = common::fixtures() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
             if let Ok(t) = std::fs::read_to_string(e.path()) {
                 lines.extend(t.lines().map(str::to_string));
             }
         }
-    }
-    if lines.is_empty() {
-        // Without the fixtures, a few representative lines of both dialects.
+        assert!(lines.len() > 100, "only {} lines in the scripts of {}", lines.len(), dir.display());
+    } else {
+        println!("fuzzing from built-in lines only");
         lines = [
             "fastboot $* getvar product 2>&1 | grep \"^product: *piano\"",
             "if [ $? -ne 0 ] ; then echo \"Missmatching image and device\"; exit 1; fi",
