@@ -3,6 +3,9 @@
 //! transfer and the list is checked for Xiaomi's own piece size. Runs the mi-flash binary
 //! against simulated phones made from the `moonstone` profile, with the sample package.
 
+mod common;
+
+use common::rom::{assert_store_matches, extract_tgz, moonstone_vars, plan, read_log, writes};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -59,10 +62,20 @@ fn max_download_size_splits_the_transfer_without_failing_the_crc_list_of_a_phone
     let out = flash(dir.path(), &profile(dir.path(), false), "plain");
     assert!(out.status.success(), "flash --rom on a phone without CRC checks: {}", text(&out));
     assert!(text(&out).contains("Sending sparse 'super' in 5 pieces"), "{}", text(&out));
+    let tgz = std::fs::read_dir(dir.path().join("rom")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "tgz")).unwrap();
+    let root = extract_tgz(&tgz, &dir.path().join("extracted"));
+    // This phone checks no CRC lists, so mi-flash does not send them.
+    let mut vars = moonstone_vars();
+    vars.insert("crc", "0");
+    let compared = assert_store_matches(&dir.path().join("plain"), &root, &plan(&tgz, "clean"), &vars);
+    assert!(compared >= 10, "only {compared} partitions compared");
 
     // A phone that checks CRC lists would refuse those pieces: refused before anything is sent.
     let out = flash(dir.path(), &profile(dir.path(), true), "crc");
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("per-piece CRCs differ from sparsecrclist.txt"), "{}", text(&out));
     assert!(!text(&out).contains("Sending"), "{}", text(&out));
+    let log = read_log(&dir.path().join("crc"), 0);
+    assert!(!log.is_empty(), "the phone was never asked anything");
+    assert_eq!(writes(&log), Vec::<String>::new(), "written before the refusal");
 }

@@ -21,6 +21,9 @@ fn tree(lang: &str) -> String {
 /// printed tree, in that language's words.
 fn assert_tree_covers_everything(lang: Lang, text: &str) {
     let t = Catalogue::load(lang).unwrap();
+    // A key the catalogue lacks would print as `[key]` in the tree and in the expectation
+    // alike: every key looked up here must exist.
+    let t = Checked(t);
     let mut expected = vec![t.get("ui.title"), t.get("prevention.text"), t.get("ui.prevention_heading")];
     for s in Situation::ALL {
         expected.push(t.get(&format!("situation.{}.title", s.id())));
@@ -41,9 +44,10 @@ fn assert_tree_covers_everything(lang: Lang, text: &str) {
         expected.push(t.get(&format!("warning.{}.text", w.id())));
     }
     for m in PhoneMode::ALL {
-        expected.push(m.name(&t));
-        expected.push(m.can(&t));
-        expected.push(m.next(&t));
+        for part in ["name", "can", "next"] {
+            expected.push(t.get(&format!("mode.{}.{part}", m.id())));
+        }
+        assert_eq!(m.name(&t), t.get(&format!("mode.{}.name", m.id())));
     }
     for e in expected {
         assert!(text.contains(&e), "{lang:?} tree lacks: {e}");
@@ -52,12 +56,42 @@ fn assert_tree_covers_everything(lang: Lang, text: &str) {
     for s in Situation::ALL {
         let heading = t.fill("ui.tree_situation", &[("title", &t.get(&format!("situation.{}.title", s.id())))]);
         let start = text.find(&heading).unwrap_or_else(|| panic!("no section for {s:?}"));
-        let mut at = start;
+        // The section ends where the next situation's begins.
+        let end = Situation::ALL
+            .iter()
+            .filter_map(|o| text.find(&t.fill("ui.tree_situation", &[("title", &t.get(&format!("situation.{}.title", o.id())))])))
+            .filter(|&p| p > start)
+            .min()
+            .unwrap_or(text.len());
+        let section = &text[start..end];
+        let mut at = 0;
         for (i, r) in base_plan(s).1.iter().enumerate() {
             let line = format!("{}. {}", i + 1, t.get(&format!("remedy.{}.title", r.id())));
-            let pos = text[at..].find(&line).unwrap_or_else(|| panic!("{lang:?} {s:?}: option {line:?} missing or out of order"));
-            at += pos;
+            let pos = section[at..].find(&line).unwrap_or_else(|| panic!("{lang:?} {s:?}: option {line:?} missing from its section or out of order"));
+            at += pos + line.len();
         }
+    }
+}
+
+/// A catalogue whose lookups fail the test for a missing key instead of answering `[key]`.
+struct Checked(Catalogue);
+
+impl Checked {
+    fn get(&self, key: &str) -> String {
+        assert!(self.0.has(key), "the catalogue has no `{key}`");
+        self.0.get(key)
+    }
+
+    fn fill(&self, key: &str, args: &[(&str, &str)]) -> String {
+        assert!(self.0.has(key), "the catalogue has no `{key}`");
+        self.0.fill(key, args)
+    }
+}
+
+impl std::ops::Deref for Checked {
+    type Target = Catalogue;
+    fn deref(&self) -> &Catalogue {
+        &self.0
     }
 }
 
