@@ -361,6 +361,43 @@ fn zip_sizes_and_contents_must_match_the_directory() {
     assert!(matches!(e, PackageError::Damaged { .. }), "{e:?}");
 }
 
+#[test]
+fn a_changed_script_or_small_file_in_a_zip_is_caught_by_its_crc() {
+    // The files mi-flash reads whole (scripts, anti_version.txt, CRC lists) are checked against
+    // the zip directory's CRC-32 like the images: a changed byte in a stored (uncompressed)
+    // member must not become a different plan.
+    for (name, content, from, to) in [
+        ("pkg/flash_all.sh", &b"fastboot $* flash misc `dirname $0`/images/boot.img\n"[..], &b"flash misc "[..], &b"flash abl  "[..]),
+        ("pkg/images/anti_version.txt", &b"1\n"[..], &b"1\n"[..], &b"3\n"[..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pkg.zip");
+        let mut w = zip::ZipWriter::new(fs::File::create(&path).unwrap());
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        if name != "pkg/flash_all.sh" {
+            w.start_file("pkg/flash_all.sh", stored).unwrap();
+            w.write_all(b"fastboot $* flash misc `dirname $0`/images/boot.img\n").unwrap();
+        }
+        w.start_file(name, stored).unwrap();
+        w.write_all(content).unwrap();
+        w.start_file("pkg/images/boot.img", stored).unwrap();
+        w.write_all(&[3u8; 5000]).unwrap();
+        w.finish().unwrap();
+        assert!(Package::open(&path).is_ok(), "{name}");
+        let mut bytes = fs::read(&path).unwrap();
+        let header = bytes.windows(name.len()).position(|w| w == name.as_bytes()).unwrap();
+        let at = header + name.len() + bytes[header + name.len()..].windows(from.len()).position(|w| w == from).unwrap();
+        bytes[at..at + to.len()].copy_from_slice(to);
+        fs::write(&path, &bytes).unwrap();
+        match Package::open(&path) {
+            Err(PackageError::Damaged { detail, .. }) => {
+                assert!(detail.contains(&format!("`{name}`")) && detail.contains("CRC-32"), "{detail}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn folder_symlinks_must_stay_inside_and_special_files_are_refused() {

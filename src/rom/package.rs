@@ -754,13 +754,20 @@ impl<'a> Collector<'a> {
         let result =
             if wanted && size <= SMALL_FILE_LIMIT && self.small_total + size <= SMALL_TOTAL_LIMIT {
                 let mut content = Vec::with_capacity(size as usize);
-                match (&mut tap).take(size).read_to_end(&mut content) {
-                    Ok(_) if content.len() as u64 == size => {
+                // Read on to the end of the member, so the archive's own check of it (a zip
+                // entry's CRC-32) runs for the files mi-flash reads whole, too.
+                let read = (&mut tap).take(size).read_to_end(&mut content).and_then(|_| io::copy(&mut tap, &mut io::sink()));
+                match read {
+                    Ok(0) if content.len() as u64 == size => {
                         self.small_total += size;
                         let r = self.visitor.file(path, size, &mut &content[..]);
                         self.small.insert(path.to_string(), content);
                         r
                     }
+                    Ok(extra) if extra > 0 => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the file holds more data than its declared size",
+                    )),
                     Ok(_) => Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the file is shorter than declared",
