@@ -398,6 +398,26 @@ fn a_changed_script_or_small_file_in_a_zip_is_caught_by_its_crc() {
     }
 }
 
+#[test]
+fn a_name_listed_twice_in_a_zip_directory_is_refused() {
+    // The zip writer refuses a second copy of a name, so the copy is made by renaming
+    // `flash_all.sX` (same length) in the finished archive.
+    let (_d, path) = zip_with(|w| {
+        w.start_file("pkg/flash_all.sX", zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(b"fastboot $* flash abl `dirname $0`/images/boot.img\n").unwrap();
+    });
+    let bytes = fs::read(&path).unwrap();
+    let mut renamed = bytes.clone();
+    let mut at = 0;
+    while let Some(p) = renamed[at..].windows(16).position(|w| w == b"pkg/flash_all.sX") {
+        renamed[at + p + 15] = b'h';
+        at += p + 16;
+    }
+    assert_ne!(renamed, bytes);
+    fs::write(&path, &renamed).unwrap();
+    assert_unsafe(&Package::open(&path).unwrap_err(), "pkg/flash_all.sh", "appears twice");
+}
+
 #[cfg(unix)]
 #[test]
 fn folder_symlinks_must_stay_inside_and_special_files_are_refused() {

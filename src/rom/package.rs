@@ -1349,6 +1349,33 @@ impl Read for ZipMemberReader {
     }
 }
 
+/// Reads the zip's central directory records from `start`; when they hold more entries than
+/// the `distinct` names the zip library kept, returns the first name listed twice.
+fn zip_name_listed_twice(path: &Path, start: u64, distinct: usize) -> io::Result<Option<String>> {
+    let mut r = BufReader::new(File::open(path)?);
+    r.seek(SeekFrom::Start(start))?;
+    let mut names = std::collections::HashSet::new();
+    let mut header = [0u8; 46];
+    while names.len() <= MAX_ENTRIES {
+        if r.read_exact(&mut header).is_err() || header[..4] != *b"PK\x01\x02" {
+            break;
+        }
+        let field = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]) as usize;
+        let (name_len, extra_len, comment_len) = (field(28), field(30), field(32));
+        let mut name = vec![0u8; name_len];
+        r.read_exact(&mut name)?;
+        r.seek_relative((extra_len + comment_len) as i64)?;
+        if !names.insert(name.clone()) {
+            return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
+        }
+    }
+    // Whatever the records held, the library's count must agree with them.
+    if names.len() != distinct {
+        return Ok(Some(format!("(the zip directory lists {} entries, {} of them readable)", names.len(), distinct)));
+    }
+    Ok(None)
+}
+
 fn list_zip(path: &Path) -> Result<Vec<ZipMember>, PackageError> {
     let io_err = |e| PackageError::Io {
         path: path.to_path_buf(),
@@ -1366,6 +1393,15 @@ fn list_zip(path: &Path) -> Result<Vec<ZipMember>, PackageError> {
         return Err(PackageError::TooManyEntries {
             path: path.to_path_buf(),
             limit: MAX_ENTRIES,
+        });
+    }
+    // The zip library keeps one entry per name: a name listed twice in the directory would
+    // silently stand for one of its copies (and another unzip tool may pick the other).
+    if let Some(twice) = zip_name_listed_twice(path, archive.central_directory_start(), archive.len()).map_err(io_err)? {
+        return Err(PackageError::UnsafeEntry {
+            path: path.to_path_buf(),
+            entry: twice,
+            reason: "it appears twice in the archive (a later copy would silently replace the first)".into(),
         });
     }
     let mut members = Vec::with_capacity(archive.len());
