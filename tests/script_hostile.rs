@@ -179,3 +179,28 @@ fn non_text_and_wrong_names() {
     let e = parse_script("flash_all.sh", "echo \u{e000}\n".as_bytes(), &MemoryFiles::new()).unwrap_err();
     assert_eq!(e.line, 1);
 }
+
+#[test]
+fn deep_nesting_and_long_chains_are_refused_not_a_crash() {
+    // Each of these used to overflow the parser's stack (an abort, no message).
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("flash_all.sh", format!("{}\n", "{ ".repeat(5000)), "nested more than 32 deep"),
+        ("flash_all.sh", "if [ 1 -eq 1 ]; then\n".repeat(6000), "nested more than 32 deep"),
+        ("flash_all.sh", format!("{}echo b\n", "echo a && ".repeat(50_000)), "more than 64 `&&` / `||`"),
+        ("flash_all.bat", format!("{}echo x{}\n", "(".repeat(3000), ")".repeat(3000)), "nested more than 32 deep"),
+        ("flash_all.bat", format!("{}echo x{}\n", "if 1==1 (".repeat(5000), ")".repeat(5000)), "nested more than 32 deep"),
+        ("flash_all.bat", format!("{}echo b\n", "if 1==1 ".repeat(5000)), "nested more than 32 deep"),
+        ("flash_all.bat", format!("{}echo b\n", "echo a && ".repeat(50_000)), "more than 64 `&&` / `||`"),
+    ];
+    for (name, text, reason) in cases {
+        let e = refuse(name, &text);
+        assert_eq!(e.kind, ScriptErrorKind::Refused, "{name}: {e}");
+        assert!(e.reason.contains(reason), "{name}: {}", e.reason);
+        assert!(e.line >= 1, "{name}: no line");
+        // The line is shown, but not all of a megabyte of it.
+        assert!(e.to_string().len() < 2000, "{name}: {} bytes of message", e.to_string().len());
+    }
+    // The limits leave room for real scripts: a few levels and a few `||` are fine.
+    let ok = "if [ 1 -eq 1 ]; then\n  if [ 2 -eq 2 ]; then\n    { fastboot $* reboot || echo x && exit 1; }\n  fi\nfi\n";
+    parse_script("flash_all.sh", ok.as_bytes(), &MemoryFiles::new()).unwrap();
+}

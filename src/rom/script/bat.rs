@@ -156,12 +156,15 @@ struct BatParser {
     c: Vec<char>,
     pos: usize,
     line: usize,
+    /// `( )` blocks open around the current position.
     depth: usize,
+    /// Commands being parsed inside one another (`if`, `for` and `( )` bodies).
+    nesting: usize,
 }
 
 impl BatParser {
     fn new(text: &str, line: usize) -> Self {
-        BatParser { c: text.chars().collect(), pos: 0, line, depth: 0 }
+        BatParser { c: text.chars().collect(), pos: 0, line, depth: 0, nesting: 0 }
     }
     fn peek(&self) -> Option<char> {
         self.c.get(self.pos).copied()
@@ -246,6 +249,7 @@ impl BatParser {
 
     fn or(&mut self) -> PResult<BNode> {
         let mut left = self.and()?;
+        let mut chained = 0;
         loop {
             self.skip_ws();
             if self.peek() == Some('|') && self.peek_at(1) == Some('|') {
@@ -253,6 +257,8 @@ impl BatParser {
                 self.bump();
                 self.bump();
                 self.skip_ws();
+                chained += 1;
+                self.check_chain(chained)?;
                 let right = self.and()?;
                 left = BNode::Or(Box::new(left), Box::new(right), line);
             } else {
@@ -264,6 +270,7 @@ impl BatParser {
 
     fn and(&mut self) -> PResult<BNode> {
         let mut left = self.pipe()?;
+        let mut chained = 0;
         loop {
             self.skip_ws();
             if self.peek() == Some('&') && self.peek_at(1) == Some('&') {
@@ -271,6 +278,8 @@ impl BatParser {
                 self.bump();
                 self.bump();
                 self.skip_ws();
+                chained += 1;
+                self.check_chain(chained)?;
                 let right = self.pipe()?;
                 left = BNode::And(Box::new(left), Box::new(right), line);
             } else {
@@ -278,6 +287,14 @@ impl BatParser {
             }
         }
         Ok(left)
+    }
+
+    fn check_chain(&self, chained: usize) -> PResult<()> {
+        if chained > super::MAX_CHAIN {
+            let msg = format!("more than {} `&&` / `||` in one command are not part of a flash script", super::MAX_CHAIN);
+            return Err((self.line, msg, ScriptErrorKind::Refused));
+        }
+        Ok(())
     }
 
     fn pipe(&mut self) -> PResult<BNode> {
@@ -318,6 +335,17 @@ impl BatParser {
     }
 
     fn command(&mut self) -> PResult<BNode> {
+        if self.nesting >= super::MAX_NESTING {
+            let msg = format!("blocks nested more than {} deep are not part of a flash script", super::MAX_NESTING);
+            return Err((self.line, msg, ScriptErrorKind::Refused));
+        }
+        self.nesting += 1;
+        let node = self.command_at_this_level();
+        self.nesting -= 1;
+        node
+    }
+
+    fn command_at_this_level(&mut self) -> PResult<BNode> {
         self.skip_ws();
         while self.peek() == Some('@') {
             self.bump();

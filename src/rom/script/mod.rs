@@ -34,6 +34,12 @@ pub enum ScriptErrorKind {
     Package,
 }
 
+/// How deep `if` blocks, `{ }` / `( )` blocks nest, and how many `&&` / `||` one command line
+/// chains, at most. Xiaomi's scripts use two or three of each; the limits keep the parser's
+/// recursion (and the memory of a hostile script) bounded.
+pub(crate) const MAX_NESTING: usize = 32;
+pub(crate) const MAX_CHAIN: usize = 64;
+
 /// A script mi-flash will not turn into a plan. Nothing was run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ScriptError {
@@ -51,7 +57,15 @@ impl fmt::Display for ScriptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "refusing {} line {}: {}", self.file, self.line, self.reason)?;
         if !self.text.is_empty() {
-            write!(f, "\n    {}", self.text)?;
+            // A hostile line can be a megabyte long: show its start.
+            const SHOWN: usize = 200;
+            match self.text.char_indices().nth(SHOWN) {
+                Some((cut, _)) => {
+                    let more = self.text[cut..].chars().count();
+                    write!(f, "\n    {} … ({more} more characters)", &self.text[..cut])?;
+                }
+                None => write!(f, "\n    {}", self.text)?,
+            }
         }
         let next = match self.kind {
             ScriptErrorKind::Refused => "mi-flash never runs flash scripts and only accepts the commands official Xiaomi scripts use; this line is not one of them, so the package may have been modified. Use an official package.",

@@ -462,6 +462,8 @@ struct Parser {
     toks: Vec<Tok>,
     pos: usize,
     last_line: usize,
+    /// `if` and `{ }` blocks open around the current position.
+    depth: usize,
 }
 
 type PResult<T> = Result<T, (usize, String, ScriptErrorKind)>;
@@ -532,6 +534,10 @@ impl Parser {
             } else {
                 break;
             };
+            if rest.len() >= super::MAX_CHAIN {
+                let msg = format!("more than {} `&&` / `||` in one command are not part of a flash script", super::MAX_CHAIN);
+                return Err((line, msg, ScriptErrorKind::Refused));
+            }
             self.pos += 1;
             self.skip_newlines();
             rest.push((is_and, self.pipeline()?));
@@ -578,17 +584,16 @@ impl Parser {
     fn command(&mut self) -> PResult<Node> {
         let line = self.line();
         if let Some(Tok::Word(w)) = self.peek() {
-            if w.is_bare("if") {
-                return self.if_clause();
-            }
-            if w.is_bare("{") {
-                self.pos += 1;
-                let body = self.list(&["}"])?;
-                if !self.peek_bare("}") {
-                    return self.err("missing `}`");
+            let is_if = w.is_bare("if");
+            if is_if || w.is_bare("{") {
+                if self.depth >= super::MAX_NESTING {
+                    let msg = format!("blocks nested more than {} deep are not part of a flash script", super::MAX_NESTING);
+                    return Err((line, msg, ScriptErrorKind::Refused));
                 }
-                self.pos += 1;
-                return Ok(Node::Brace(body));
+                self.depth += 1;
+                let node = if is_if { self.if_clause() } else { self.brace() };
+                self.depth -= 1;
+                return node;
             }
             for r in ["then", "else", "elif", "fi", "}", "do", "done"] {
                 if w.is_bare(r) {
@@ -605,6 +610,16 @@ impl Parser {
             return Err((line, "subshells `( ... )` are not part of a flash script".into(), ScriptErrorKind::Unsupported));
         }
         self.simple()
+    }
+
+    fn brace(&mut self) -> PResult<Node> {
+        self.pos += 1; // {
+        let body = self.list(&["}"])?;
+        if !self.peek_bare("}") {
+            return self.err("missing `}`");
+        }
+        self.pos += 1;
+        Ok(Node::Brace(body))
     }
 
     fn if_clause(&mut self) -> PResult<Node> {
@@ -698,7 +713,7 @@ fn split_assignment(w: &Word) -> Option<(String, Word)> {
 
 fn parse_source(src: &str, first_line: usize) -> PResult<(Vec<Node>, Vec<Comment>)> {
     let (toks, comments) = Lexer::new(src, first_line).tokens()?;
-    let mut p = Parser { toks, pos: 0, last_line: first_line };
+    let mut p = Parser { toks, pos: 0, last_line: first_line, depth: 0 };
     let nodes = p.list(&[])?;
     if p.pos < p.toks.len() {
         return p.err("unexpected text");
