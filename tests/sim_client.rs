@@ -280,3 +280,34 @@ fn embedded_simulator_needs_no_setup() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("built-in"));
 }
+
+#[test]
+fn partition_names_from_the_wire_never_leave_the_store() {
+    // A profile without a [partitions] table takes any partition name; a name that is not
+    // letters, digits, `_`, `-` and `.` is no partition at all, so `flash:../x` or an absolute
+    // path cannot create or truncate files outside the store.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let h = inproc("product = \"oxygen\"\n", &store, &[]);
+    let mut c = client_of(&h);
+    let outside = dir.path().join("outside");
+    let abs = outside.to_str().unwrap().to_string();
+    for name in ["../../outside", "../outside", abs.as_str(), "a/b", "boot:a", "", "boot\\x"] {
+        c.download(b"data").unwrap();
+        let e = c.flash(name).unwrap_err();
+        let want = if name.is_empty() { "Unrecognized command" } else { "No such partition" };
+        assert!(matches!(&e, FastbootError::Refused { message, .. } if message.contains(want)), "flash:{name}: {e}");
+        if !name.is_empty() {
+            let e = c.erase(name).unwrap_err();
+            assert!(matches!(&e, FastbootError::Refused { message, .. } if message.contains("No such partition")), "erase:{name}: {e}");
+        }
+    }
+    let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["store"], "files appeared beside the store");
+    assert_eq!(std::fs::read_dir(store.join("partitions")).unwrap().count(), 0);
+    // Ordinary names still work on such a phone.
+    c.download(b"data").unwrap();
+    c.flash("boot").unwrap();
+    assert_eq!(std::fs::read(store.join("partitions/boot.img")).unwrap(), b"data");
+}

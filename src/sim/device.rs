@@ -266,6 +266,9 @@ impl SimDevice {
 
     /// The size of a concrete partition (with its slot suffix), if it exists.
     fn partition_size(&self, name: &str) -> Option<u64> {
+        if !super::profile::is_partition_name(name) {
+            return None;
+        }
         let (base, slot) = self.base_and_slot(name);
         match (&self.profile.partitions, slot) {
             (_, Some("ab")) => None,

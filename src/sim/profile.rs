@@ -131,7 +131,7 @@ impl Profile {
             }
         }
         for (name, _) in self.partitions.iter().flatten() {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+            if !is_partition_name(name) {
                 return bad(format!("partition name {name:?} may only use letters, digits, `_`, `-` and `.`"));
             }
         }
@@ -141,6 +141,13 @@ impl Profile {
     pub fn current_slot(&self) -> Option<String> {
         (self.slot_count == 2).then(|| self.current_slot.clone().unwrap_or_else(|| "a".into()))
     }
+}
+
+/// Whether `name` can be a partition of the simulated phone: letters, digits, `_`, `-` and `.`,
+/// 1 to 64 of them. A partition is a file `partitions/NAME.img` in the store, so a name from
+/// the wire with a `/` (or anything else) must never reach the file system.
+pub fn is_partition_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 #[cfg(test)]
