@@ -189,3 +189,41 @@ fn resume_without_an_unfinished_flash_is_refused() {
     assert!(r.stderr.contains("no unfinished flash of this package"), "{}", r.all());
     assert_nothing_written(&log);
 }
+
+#[test]
+fn a_script_that_flashes_a_non_image_or_nothing_fails_verification_everywhere() {
+    // Two modified flash_all.sh: one also writes misc.txt (not one of the images) to a
+    // partition, one flashes nothing at all (a "flash" that would end in a false "Done").
+    // verify and flash fail with exit 4, naming the script or file, and nothing is written;
+    // plan shows the plan with the failure among its warnings (text and --json) and the
+    // failed check on stderr.
+    let sample = sample(Form::Folder, 4, MIB);
+    for (case, script, file, why) in [
+        ("non-image", None, "misc.txt", "not one of the package's images"),
+        ("nothing", Some("echo flashing\nexit 0\n"), "flash_all.sh", "flashes no image at all"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(sample.root.file_name().unwrap());
+        copy_dir(&sample.root, &root);
+        let path = root.join("flash_all.sh");
+        let text = match script {
+            Some(t) => t.to_string(),
+            None => std::fs::read_to_string(&path).unwrap().replacen("fastboot $* reboot", "fastboot $* flash misc `dirname $0`/misc.txt\nfastboot $* reboot", 1),
+        };
+        std::fs::write(&path, text).unwrap();
+        let r = run(&["verify", "--rom", &s(&root)]);
+        r.expect_code(EXIT_BAD_PACKAGE);
+        assert!(r.stdout.contains(&format!("✗ plan-image     {file}: ")) && r.stdout.contains(why), "{case}: {}", r.all());
+        let r = run(&["plan", "--rom", &s(&root)]);
+        assert!(r.stdout.contains("warning: the package failed verification"), "{case}: {}", r.all());
+        assert!(r.stderr.contains(why), "{case}: {}", r.all());
+        let r = run(&["plan", "--rom", &s(&root), "--json"]);
+        let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert!(plan["warnings"].as_array().unwrap().iter().any(|w| w["message"].as_str().unwrap().contains("failed verification")), "{case}: {plan}");
+        let profile = moonstone_profile(dir.path(), MIB, &[]);
+        let (r, log) = flash_in_process(&profile, &root, &dir.path().join("store"), &["--yes"]);
+        r.expect_code(EXIT_BAD_PACKAGE).expect_no_success_message();
+        assert!(r.stderr.contains(why), "{case}: {}", r.all());
+        assert!(writes(&log).is_empty(), "{case}: {log:?}");
+    }
+}

@@ -141,7 +141,7 @@ pub fn load(args: &RomArgs, split: Option<u64>) -> Result<Rom, CliError> {
     if let Ok(p) = &plan {
         let images: Vec<String> = p.images().iter().map(|s| s.to_string()).collect();
         let package = verified.package.clone();
-        verified.report.add_plan_checks(&package, &images);
+        verified.report.add_plan_checks(&package, &p.script, &images);
     }
     Ok(Rom { verified, plan })
 }
@@ -214,14 +214,26 @@ pub fn verify_cmd(args: &RomArgs, json: bool) -> Result<(), CliError> {
 
 pub fn plan_cmd(args: &RomArgs, json: bool) -> Result<(), CliError> {
     let rom = load(args, None)?;
-    let plan = rom.plan?;
+    let mut plan = rom.plan?;
+    // The plan of a package that failed verification is still shown, with the failure among
+    // its warnings (text and JSON) and the failed checks on stderr. `plan` only shows what the
+    // script does (a CRC list made for another piece size than the one assumed here is not a
+    // fault of the script); `verify` is the gate, with its exit code.
+    let failed = !rom.verified.report.is_ok();
+    const FAILED: &str = "the package failed verification (run `mi-flash verify --rom ...`): mi-flash will not flash it";
     if json {
+        if failed {
+            plan.warnings.push(crate::rom::plan::PlanWarning { message: FAILED.into(), source: None });
+        }
         println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
     } else {
         print!("{plan}");
-        if !rom.verified.report.is_ok() {
-            println!("warning: the package failed verification (run `mi-flash verify --rom ...`): mi-flash will not flash it");
+        if failed {
+            println!("warning: {FAILED}");
         }
+    }
+    if failed {
+        print_failures(&rom.verified);
     }
     Ok(())
 }

@@ -258,9 +258,29 @@ impl VerifyReport {
 
     /// Adds the checks that every image the flash plan uses is present, non-empty and (when
     /// it claims to be) a valid sparse image; replaces the "no plan given" note.
-    pub fn add_plan_checks(&mut self, package: &Package, images: &[String]) {
+    pub fn add_plan_checks(&mut self, package: &Package, script: &str, images: &[String]) {
         self.checks.retain(|c| !(c.name == "plan-image" && c.status == CheckStatus::Skipped));
-        let plan_checks: Vec<Check> = check_images(package, &[], Some(images));
+        if images.is_empty() {
+            // A "flash" that writes nothing would end in a false "Done".
+            self.checks.push(Check::failed(
+                "plan-image",
+                script,
+                "the script flashes no image at all: it is not a working flash script; use an official package",
+            ));
+        }
+        let mut plan_checks: Vec<Check> = check_images(package, &[], Some(images));
+        // Only the package's images are measured for flashing (layout, piece and window
+        // CRCs); a plan that flashes anything else (the script itself, misc.txt) is refused
+        // here, not later at the phone.
+        for c in plan_checks.iter_mut().filter(|c| c.status == CheckStatus::Ok) {
+            if self.file(&c.file).and_then(FileInfo::layout).is_none() {
+                *c = Check::failed(
+                    "plan-image",
+                    &c.file,
+                    "the flash plan writes this file to a partition, but it is not one of the package's images: the script was modified; use an official package",
+                );
+            }
+        }
         self.checks.extend(plan_checks);
     }
 
