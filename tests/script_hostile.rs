@@ -204,3 +204,38 @@ fn deep_nesting_and_long_chains_are_refused_not_a_crash() {
     let ok = "if [ 1 -eq 1 ]; then\n  if [ 2 -eq 2 ]; then\n    { fastboot $* reboot || echo x && exit 1; }\n  fi\nfi\n";
     parse_script("flash_all.sh", ok.as_bytes(), &MemoryFiles::new()).unwrap();
 }
+
+#[test]
+fn partition_names_oem_commands_and_reboots_that_a_flash_script_never_has() {
+    let img = "`dirname $0`/images/boot.img";
+    let files = MemoryFiles::new().with("images/boot.img", b"x");
+    let refused = |body: String, line: usize, reason: &str| {
+        let text = format!("{SH_HEAD}{body}");
+        let e = match parse_script("flash_all.sh", text.as_bytes(), &files) {
+            Ok(plan) => panic!("accepted:\n{text}\n{plan}"),
+            Err(e) => e,
+        };
+        assert_ne!(e.kind, ScriptErrorKind::Package, "{e}");
+        assert_eq!(e.line, line, "{e}");
+        assert!(e.reason.contains(reason), "{}: {}", reason, e.reason);
+    };
+    // Partition names: a bootloader would refuse them only in the middle of the flash.
+    refused(format!("fastboot $* flash boot:ab {img}\n"), 3, "not a partition name");
+    refused(format!("fastboot $* flash {} {img}\n", "p".repeat(37)), 3, "not a partition name");
+    refused("fastboot $* erase boot:x\n".into(), 3, "not a partition name");
+    // oem commands that unlock, wipe or leave fastboot.
+    for cmd in ["unlock", "unlock-go", "edl", "reboot-edl", "erase-all", "format", "wipe-data"] {
+        refused(format!("fastboot $* oem {cmd}\n"), 3, "is not part of a flash script");
+    }
+    // A reboot out of fastboot before the end: the steps after it could not run.
+    refused(format!("fastboot $* reboot recovery\nfastboot $* flash boot {img}\n"), 3, "must come last");
+    refused(format!("fastboot $* reboot\nfastboot $* erase misc\nfastboot $* reboot\n"), 3, "must come last");
+    // What real scripts do stays accepted: a GPT LUN, a bootloader reboot in the middle,
+    // `oem cdms`, `oem lock`, and the reboot at the end.
+    let ok = format!(
+        "{SH_HEAD}fastboot $* flash partition:0 {img}\nfastboot $* reboot bootloader\nfastboot $* oem cdms\nfastboot $* flash {} {img}\nfastboot $* oem lock\nfastboot $* reboot\n",
+        "p".repeat(36)
+    );
+    let plan = parse_script("flash_all.sh", ok.as_bytes(), &files).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(plan.steps.last().map(|s| &s.action), Some(Action::Reboot { target: RebootTarget::System })));
+}

@@ -395,6 +395,16 @@ impl<'a> Planner<'a> {
         }
         let rest = &words[i..];
         let name_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        // A partition: a GPT name (at most 36 characters) of letters, digits, `_`, `-`, `.`,
+        // optionally with a numeric `:N` suffix (`partition:0`, the GPT of a LUN).
+        let part_ok = |p: &str| {
+            let (base, lun) = p.split_once(':').unwrap_or((p, "0"));
+            (1..=36).contains(&base.len())
+                && base.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                && !lun.is_empty()
+                && lun.len() <= 3
+                && lun.chars().all(|c| c.is_ascii_digit())
+        };
         let Some(&cmd) = rest.first() else {
             if let Some(slot) = set_active_opt {
                 self.emit(Action::SetActive { slot }, line)?;
@@ -406,12 +416,15 @@ impl<'a> Planner<'a> {
             return Err(refuse(self, "--set-active combined with another command is not supported".into()));
         }
         let action = match (cmd, &rest[1..]) {
-            ("flash", [part, image]) if name_ok(part) => {
+            ("flash", [part, image]) if part_ok(part) => {
                 let image = self.package_path(image).map_err(|r| refuse(self, r))?;
                 Action::Flash(Flash { partition: part.to_string(), image, size: None, sparse: None })
             }
+            ("flash" | "erase", [part, ..]) if !part_ok(part) => {
+                return Err(refuse(self, format!("`{part}` is not a partition name (letters, digits, `_`, `-`, `.`, at most 36)")))
+            }
             ("flash", _) => return Err(refuse(self, "`fastboot flash` needs a partition and an image file".into())),
-            ("erase", [part]) if name_ok(part) => Action::Erase { partition: part.to_string() },
+            ("erase", [part]) => Action::Erase { partition: part.to_string() },
             ("set_active", [slot]) if matches!(*slot, "a" | "b") => Action::SetActive { slot: slot.to_string() },
             ("reboot", []) => Action::Reboot { target: RebootTarget::System },
             ("reboot", [t]) => match *t {

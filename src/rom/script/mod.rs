@@ -108,8 +108,50 @@ pub fn parse_script_as(dialect: Dialect, file_name: &str, text: &[u8], files: &d
         return Err(core::Planner::new(file_name, text, files).err(line, ScriptErrorKind::Syntax, "the script contains NUL or private-use characters"));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    match dialect {
+    let plan = match dialect {
         Dialect::Sh => sh::plan(file_name, text, files),
         Dialect::Bat => bat::plan(file_name, text, files),
+    }?;
+    check_leaves_fastboot_last(&plan)?;
+    Ok(plan)
+}
+
+/// `oem` commands that unlock, wipe or leave fastboot: no official script has them, and
+/// a plan must not do any of it behind the user's back.
+const REFUSED_OEM: [&str; 6] = ["unlock", "edl", "reboot", "erase", "format", "wipe"];
+
+/// A step that takes the phone out of fastboot (a reboot into Android or recovery) may only
+/// come after every step that needs fastboot; an `oem` command may not unlock, wipe or leave
+/// fastboot. Xiaomi's scripts end with `reboot`, and use only `oem lock` (and rarely `oem
+/// cdms`).
+fn check_leaves_fastboot_last(plan: &Plan) -> Result<(), ScriptError> {
+    use crate::rom::plan::{Action, RebootTarget};
+    let refuse = |step: &crate::rom::plan::Step, reason: String| ScriptError {
+        file: step.source.file.clone(),
+        line: step.source.line,
+        text: step.source.text.clone(),
+        reason,
+        kind: ScriptErrorKind::Refused,
+    };
+    let mut left: Option<&crate::rom::plan::Step> = None;
+    for step in &plan.steps {
+        if let Action::Oem { command } = &step.action {
+            let sub = command.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            if let Some(bad) = REFUSED_OEM.iter().find(|b| sub.starts_with(*b)) {
+                return Err(refuse(step, format!("`fastboot oem {command}` ({bad}) is not part of a flash script")));
+            }
+        }
+        if let Some(reboot) = left {
+            if !matches!(step.action, Action::Reboot { .. }) {
+                return Err(refuse(
+                    reboot,
+                    format!("this reboot takes the phone out of fastboot, but line {} still needs it: a reboot out of fastboot must come last", step.source.line),
+                ));
+            }
+        }
+        if matches!(step.action, Action::Reboot { target: RebootTarget::System | RebootTarget::Recovery }) {
+            left = Some(step);
+        }
     }
+    Ok(())
 }
