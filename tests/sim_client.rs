@@ -311,3 +311,53 @@ fn partition_names_from_the_wire_never_leave_the_store() {
     c.flash("boot").unwrap();
     assert_eq!(std::fs::read(store.join("partitions/boot.img")).unwrap(), b"data");
 }
+
+#[test]
+fn single_image_flash_refuses_bad_names_broken_sparse_and_oversize_before_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = |args: &[&str]| {
+        let out = mi_flash().args(["-s", "sim:moonstone", "--sim-store"]).arg(&store).args(args).output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let downloads = || {
+        std::fs::read_to_string(store.join("log.jsonl")).unwrap_or_default().lines().filter(|l| l.contains("\"download:")).count()
+    };
+    // A sparse header: total_blks 100, one RAW chunk of 100 blocks, but only 1 block of data.
+    let mut short = Vec::new();
+    for v in [0xed26ff3au32, 0x0000_0001, 0x000c_001c, 4096, 100, 1, 0] {
+        short.extend_from_slice(&v.to_le_bytes());
+    }
+    short.extend_from_slice(&0xCAC1u16.to_le_bytes());
+    short.extend_from_slice(&0u16.to_le_bytes());
+    short.extend_from_slice(&100u32.to_le_bytes());
+    short.extend_from_slice(&(12 + 100 * 4096u32).to_le_bytes());
+    short.extend_from_slice(&[7u8; 4096]);
+    let short_path = dir.path().join("short.img");
+    std::fs::write(&short_path, &short).unwrap();
+    let big = dir.path().join("big.img");
+    std::fs::File::create(&big).unwrap().set_len(2 << 20).unwrap();
+    let small = dir.path().join("small.img");
+    std::fs::write(&small, [1u8; 4096]).unwrap();
+
+    let (code, out) = run(&["flash", "../../x", small.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("is not a partition name"), "{out}");
+    let (code, out) = run(&["erase", "boot:ab"]);
+    assert_eq!(code, Some(2), "{out}");
+    let (code, out) = run(&["flash", "cust", short_path.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("the image is truncated"), "{out}");
+    // misc holds 1 MiB on moonstone.
+    let (code, out) = run(&["flash", "misc", big.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("but partition misc holds 1048576: nothing was sent"), "{out}");
+    assert_eq!(downloads(), 0, "something was sent");
+    // A good image still goes, and `getvar all` lists what the phone reports.
+    let (code, out) = run(&["flash", "misc", small.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(downloads(), 1);
+    let (code, out) = run(&["getvar", "all"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l == "product: moonstone") && out.lines().any(|l| l.starts_with("partition-size:misc: ")), "{out}");
+}

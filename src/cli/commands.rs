@@ -39,6 +39,14 @@ pub struct SimulateArgs {
 pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
     match cmd {
         Cmd::Devices { json, lang } => devices(ctx, json, lang),
+        Cmd::Getvar { name } if name == "all" => {
+            // Every variable, one `name: value` line each, as the phone sends them.
+            let mut c = connect(ctx)?;
+            for (k, v) in c.getvar_all().map_err(|e| CliError::from_fastboot("", e))? {
+                println!("{k}: {v}");
+            }
+            Ok(())
+        }
         Cmd::Getvar { name } => {
             let mut c = connect(ctx)?;
             let v = c.getvar(&name).map_err(|e| CliError::from_fastboot("", e))?;
@@ -73,6 +81,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(format!("cannot write the manual page: {e}")))
         }
         Cmd::Erase { partition } => {
+            check_partition_name(&partition)?;
             let mut c = connect(ctx)?;
             let started = std::time::Instant::now();
             c.erase(&partition).map_err(|e| CliError::from_fastboot(&format!("erasing {partition}"), e))?;
@@ -419,7 +428,18 @@ fn slot_partition(c: &mut FastbootClient, partition: &str) -> Result<String, Cli
     }
 }
 
+/// Refuses a name no phone has before connecting: nothing is sent for it.
+fn check_partition_name(partition: &str) -> Result<(), CliError> {
+    if crate::rom::plan::is_partition_name(partition) {
+        return Ok(());
+    }
+    Err(CliError::new(format!("`{partition}` is not a partition name: partitions are named with at most 36 letters, digits, `_`, `-` and `.`"))
+        .hint("`mi-flash getvar all` lists the phone's partitions (partition-size:NAME)")
+        .code(super::rom::EXIT_USAGE))
+}
+
 fn flash_one(ctx: &Context, partition: &str, file: &std::path::Path, max_download: Option<u64>) -> Result<(), CliError> {
+    check_partition_name(partition)?;
     let mut c = connect(ctx)?;
     let partition = &slot_partition(&mut c, partition)?;
     let report = crate::fastboot::image::flash_file(&mut c, partition, file, max_download, &mut |e| {

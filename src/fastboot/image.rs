@@ -39,6 +39,8 @@ pub enum ImageError {
     Sparse { path: PathBuf, source: SparseError },
     #[error("{path} is empty")]
     Empty { path: PathBuf },
+    #[error("{path} is {image} bytes (expanded) but partition {partition} holds {size}: nothing was sent")]
+    TooLarge { path: PathBuf, partition: String, image: u64, size: u64 },
     #[error("flashing {partition}: {source}")]
     Device { partition: String, source: FastbootError },
 }
@@ -57,6 +59,7 @@ impl ImageError {
             ImageError::Sparse { .. } => {
                 Some("the file is damaged or not a partition image: get it again from the ROM package".into())
             }
+            ImageError::TooLarge { .. } => Some("check the partition name and that the image is for this phone".into()),
             _ => None,
         }
     }
@@ -84,6 +87,16 @@ pub fn flash_file(
     if len == 0 {
         return Err(ImageError::Empty { path: path.to_path_buf() });
     }
+    // Before anything is sent: a sparse image must be well-formed and complete (a phone would
+    // otherwise take part of it), and the image must fit the partition where the phone says
+    // how large it is.
+    let layout = sparse::scan_seekable(BufReader::with_capacity(1 << 20, open()?), &sparse::ScanOptions::default()).map_err(sparse_err)?.layout;
+    let image = layout.expanded_len();
+    if let Some(size) = client.getvar_opt(&format!("partition-size:{partition}")).map_err(dev)?.as_deref().and_then(super::codec::parse_partition_size) {
+        if image > size {
+            return Err(ImageError::TooLarge { path: path.to_path_buf(), partition: partition.to_string(), image, size });
+        }
+    }
     let limit = match max_download {
         Some(m) => Some(m),
         None => max_download_size(client).map_err(dev)?,
@@ -94,7 +107,6 @@ pub fn flash_file(
         send_stream(client, partition, &mut f, len, 1, 1, events).map_err(|(_, e)| e)?;
         return Ok(FlashReport { partition: partition.to_string(), bytes_sent: len, pieces: 1, elapsed: started.elapsed() });
     }
-    let layout = SparseLayout::read_seekable(BufReader::with_capacity(1 << 20, open()?)).map_err(sparse_err)?;
     let plan = sparse::plan_download(&layout, limit).map_err(sparse_err)?;
     let sent = send_planned(client, partition, &layout, &plan, BufReader::with_capacity(1 << 20, open()?), events)
         .map_err(|e| match e {

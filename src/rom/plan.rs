@@ -386,6 +386,17 @@ impl SplCheck {
     }
 }
 
+
+/// Whether `name` can be a partition: a GPT name (at most 36 characters) of letters, digits,
+/// `_`, `-`, `.`, optionally with a numeric `:N` suffix (`partition:0`, the GPT of a LUN).
+pub fn is_partition_name(name: &str) -> bool {
+    let (base, lun) = name.split_once(':').unwrap_or((name, "0"));
+    (1..=36).contains(&base.len())
+        && base.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && (1..=3).contains(&lun.len())
+        && lun.chars().all(|c| c.is_ascii_digit())
+}
+
 /// What a step does. The JSON form is `{"op": "...", ...fields}` (see docs/plan.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]

@@ -395,16 +395,7 @@ impl<'a> Planner<'a> {
         }
         let rest = &words[i..];
         let name_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
-        // A partition: a GPT name (at most 36 characters) of letters, digits, `_`, `-`, `.`,
-        // optionally with a numeric `:N` suffix (`partition:0`, the GPT of a LUN).
-        let part_ok = |p: &str| {
-            let (base, lun) = p.split_once(':').unwrap_or((p, "0"));
-            (1..=36).contains(&base.len())
-                && base.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                && !lun.is_empty()
-                && lun.len() <= 3
-                && lun.chars().all(|c| c.is_ascii_digit())
-        };
+        let part_ok = crate::rom::plan::is_partition_name;
         let Some(&cmd) = rest.first() else {
             if let Some(slot) = set_active_opt {
                 self.emit(Action::SetActive { slot }, line)?;
