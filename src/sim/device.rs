@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Any partition name is accepted up to this size when a profile has no `[partitions]` table.
-const UNLISTED_PARTITION_LIMIT: u64 = 4 << 30;
+const UNLISTED_PARTITION_LIMIT: u64 = 32 << 30;
 /// `INFO` lines an `info-flood-on` fault sends.
 const INFO_FLOOD_LINES: usize = 5000;
 /// Pseudo-partitions Xiaomi scripts flash before the images they describe.

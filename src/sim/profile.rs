@@ -126,8 +126,12 @@ impl Profile {
             return bad("`max-download-size` must be between 1 and 4294967295 bytes".into());
         }
         for name in &self.unslotted {
-            if !self.partitions.as_ref().is_some_and(|t| t.contains_key(name)) {
-                return bad(format!("`unslotted` names {name:?}, which is not in [partitions]"));
+            match &self.partitions {
+                Some(t) if !t.contains_key(name) => return bad(format!("`unslotted` names {name:?}, which is not in [partitions]")),
+                None if !is_partition_name(name) => {
+                    return bad(format!("`unslotted` names {name:?}, which is not a partition name (letters, digits, `_`, `-` and `.`)"))
+                }
+                _ => {}
             }
         }
         for (name, _) in self.partitions.iter().flatten() {
@@ -161,6 +165,18 @@ mod tests {
             assert_eq!(&n, name);
             assert!(!p.product.is_empty());
         }
+    }
+
+    #[test]
+    fn unslotted_names_partitions_of_the_table_or_any_valid_name_without_one() {
+        let ok = "product = \"piano\"\nslot-count = 2\nunslotted = [\"super\", \"userdata\"]\n";
+        assert_eq!(Profile::parse(ok, "t").unwrap().unslotted, ["super", "userdata"]);
+        let e = Profile::parse("product = \"piano\"\nunslotted = [\"../x\"]\n", "t").unwrap_err();
+        assert!(e.to_string().contains("not a partition name"), "{e}");
+        let e = Profile::parse("product = \"piano\"\nunslotted = [\"super\"]\n[partitions]\nboot = 4096\n", "t").unwrap_err();
+        assert!(e.to_string().contains("not in [partitions]"), "{e}");
+        assert!(is_partition_name("vendor_boot") && is_partition_name("a.b-c"));
+        assert!(!is_partition_name("") && !is_partition_name("a/b") && !is_partition_name(&"p".repeat(65)));
     }
 
     #[test]
