@@ -62,6 +62,8 @@ fn sample_tgz_over_tcp_with_split_super() {
     let root = extract_tgz(&sample.rom, &dir.path().join("extracted"));
     let r = flash_and_check(&["-s".into(), sim.target()], &sim.store, &sample.rom, &root, "clean", &moonstone_vars());
     assert!(r.stdout.contains("Done."), "{}", r.stdout);
+    // A clean flash already erased everything: it does not suggest one.
+    assert!(!r.stdout.contains("--mode clean"), "{}", r.stdout);
     assert_eq!(pieces_of(&sim.store, "super"), listed_pieces(&root, "super"), "{:?}", sim.logged_commands());
     assert!(r.stdout.contains("Sending sparse 'super' in"), "{}", r.stdout);
 }
@@ -82,7 +84,9 @@ fn sample_zip_in_process_keep_data() {
     let profile = moonstone_profile(dir.path(), MIB, &[]);
     let store = dir.path().join("store");
     let target = ["-s".into(), format!("sim:{}", s(&profile)), "--sim-store".into(), s(&store)];
-    flash_and_check(&target, &store, &sample.rom, &sample.root, "keep-data", &moonstone_vars());
+    let r = flash_and_check(&target, &store, &sample.rom, &sample.root, "keep-data", &moonstone_vars());
+    // What to do next fits the mode: after keeping the data, a clean flash is the next step.
+    assert!(r.stdout.contains("Done. The phone reboots") && r.stdout.contains("--mode clean (that erases the phone's data)"), "{}", r.stdout);
     // flash_all_except_storage leaves user data alone.
     assert!(!store.join("partitions/userdata.img").exists());
     assert_eq!(pieces_of(&store, "super"), listed_pieces(&sample.root, "super"));

@@ -74,3 +74,29 @@ fn a_phone_refused_before_writing_does_not_stop_the_others() {
     assert_store_matches(&ok.store, &sample.root, &plan(&sample.rom, "clean"), &moonstone_vars());
     assert!(writes(&locked.log()).is_empty(), "{:?}", locked.logged_commands());
 }
+
+#[test]
+fn several_in_process_phones_keep_their_own_stores_under_one_sim_store() {
+    // `-s sim:A -s sim:B --sim-store DIR`: each simulated phone keeps DIR/NAME, instead of
+    // both writing into the same partitions folder and log.
+    let sample = sample(Form::Folder, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let profiles: Vec<std::path::PathBuf> =
+        (1..=2).map(|n| moonstone_profile(dir.path(), MIB, &[("serialno", &format!("\"inproc-{n}\""))])).collect();
+    let store = dir.path().join("stores");
+    let mut args: Vec<String> = Vec::new();
+    for p in &profiles {
+        args.extend(["-s".to_string(), format!("sim:{}", s(p))]);
+    }
+    args.extend(["--sim-store", &s(&store), "flash", "--rom", &s(&sample.rom), "--yes", "--journal-dir", &s(&dir.path().join("j"))].map(String::from));
+    let r = run(&args);
+    r.expect_code(0);
+    let plan = plan(&sample.rom, "clean");
+    for p in &profiles {
+        let own = store.join(p.file_stem().unwrap());
+        let compared = assert_store_matches(&own, &sample.root, &plan, &moonstone_vars());
+        assert!(compared >= 10, "{}: only {compared} partitions", own.display());
+        assert_eq!(logged_ops(&read_log(&own, 0)), expected_ops(&plan, &moonstone_vars()), "{}", own.display());
+    }
+    assert!(!store.join("partitions").exists(), "a store shared by both phones");
+}

@@ -430,3 +430,45 @@ fn sparse_pieces_match_aosp_simg2simg() {
         }
     }
 }
+
+#[test]
+fn the_cli_reads_the_manifest_that_manifest_add_wrote_in_the_current_folder() {
+    // `mi-flash manifest add PKG` writes ./roms-manifest.toml; `verify` run in the same folder
+    // checks against it without being told (and `--manifest FILE` still adds another).
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_mi-flash");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .current_dir(dir.path())
+            .env("MI_FLASH_CACHE_DIR", dir.path().join("cache"))
+            .env_remove("MI_FLASH_MANIFEST")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    // A package the built-in manifest does not list (2 MiB of super data, not the sample's 18).
+    let (code, out) = cli(&["sample-rom", "pkg", "--super-mib", "2"]);
+    assert_eq!(code, Some(0), "{out}");
+    let pkg = fs::read_dir(dir.path().join("pkg")).unwrap().next().unwrap().unwrap().path();
+    let pkg = pkg.to_str().unwrap();
+    let (_, out) = cli(&["verify", "--rom", pkg]);
+    assert!(out.contains("not listed in the manifest"), "{out}");
+    let (code, out) = cli(&["manifest", "add", pkg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(dir.path().join("roms-manifest.toml").is_file());
+    let (code, out) = cli(&["verify", "--rom", pkg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("✓ manifest")), "{out}");
+    // Named explicitly too: read once, still matching.
+    let (code, out) = cli(&["verify", "--rom", pkg, "--manifest", "roms-manifest.toml"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("✓ manifest")), "{out}");
+    // A download folder with one archive stands for it; with two, mi-flash does not guess.
+    let (code, out) = cli(&["verify", "--rom", "pkg"]);
+    assert_eq!(code, Some(0), "{out}");
+    fs::copy(pkg, dir.path().join("pkg/second.tgz")).unwrap();
+    let (code, out) = cli(&["verify", "--rom", "pkg"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("holds 2 package archives") && out.contains("second.tgz") && out.contains("--rom FOLDER/NAME.tgz"), "{out}");
+}

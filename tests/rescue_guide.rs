@@ -203,7 +203,7 @@ fn path_boot_loop_walks_to_the_factory_reset() {
 
 #[test]
 fn path_stuck_in_edl_detected_on_usb_to_the_end() {
-    let detection = Detection { phones: vec![(PhoneMode::Edl, "usb:1-2, 05c6:9008".into())], error: None };
+    let detection = Detection { phones: vec![(PhoneMode::Edl, "usb:1-2, 05c6:9008".into())], error: None, ..Default::default() };
     // 5 = stuck, 6 = black screen; next, then after the last option "stop".
     let (outcome, text) = interactive(Lang::Id, &detection, "5\n6\n2\n2\n");
     assert_eq!(outcome, Outcome::Exhausted);
@@ -232,7 +232,7 @@ fn path_screen_overrides_the_answer_and_bad_input_is_asked_again() {
 
 #[test]
 fn input_ending_early_stops_politely() {
-    let (outcome, text) = interactive(Lang::En, &Detection { phones: vec![], error: Some("no USB here".into()) }, "3\n");
+    let (outcome, text) = interactive(Lang::En, &Detection { phones: vec![], error: Some("no USB here".into()), ..Default::default() }, "3\n");
     assert_eq!(outcome, Outcome::NoAnswer);
     assert!(text.contains("USB could not be checked on this computer (no USB here)"));
     assert!(text.contains("--non-interactive"));
@@ -256,4 +256,7 @@ fn binary_guide_reads_answers_from_stdin() {
     assert!(text.contains("Pilihan 2 dari 3: Pasang ROM fastboot resmi dengan `mi-flash flash`"), "{text}");
     assert!(!text.contains("Pilihan 3 dari 3"));
     assert!(text.contains("Agar tidak terulang lagi"));
+    // --no-detect says it did not look, instead of claiming a search.
+    assert!(text.contains("Tidak mencari HP lewat USB (--no-detect)."), "{text}");
+    assert!(!text.contains("Mencari HP lewat USB"), "{text}");
 }

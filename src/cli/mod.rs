@@ -293,6 +293,7 @@ pub fn main() -> i32 {
             response_timeout: Duration::from_secs(cli.timeout.max(1)),
             write_timeout: Duration::from_secs(cli.write_timeout.max(1)),
             sim_store: cli.sim_store.clone(),
+            sim_store_per_phone: cli.serial.iter().filter(|t| matches!(t, Target::Sim { .. })).count() > 1,
             usb_chunk_size: cli.usb_chunk_size,
         },
         retries: cli.retries,

@@ -244,7 +244,7 @@ pub fn rescue(args: RescueArgs, ctx: &Context) -> Result<(), CliError> {
     if args.non_interactive {
         return guide::print_tree(&t, &mut out).map_err(io);
     }
-    let detection = if args.no_detect { Detection::default() } else { detect(ctx) };
+    let detection = if args.no_detect { Detection { skipped: true, ..Default::default() } } else { detect(ctx) };
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     guide::run_interactive(&t, &detection, &mut input, &mut out).map_err(io)?;

@@ -52,8 +52,9 @@ pub struct RomArgs {
     /// lock (flash_all_lock).
     #[arg(long, value_enum, default_value = "clean")]
     pub mode: ModeArg,
-    /// A manifest of known packages to check against, besides the one built into mi-flash.
-    #[arg(long, value_name = "FILE")]
+    /// A manifest of known packages to check against, besides the one built into mi-flash and
+    /// roms-manifest.toml in the current folder (where `manifest add` writes).
+    #[arg(long, value_name = "FILE", env = "MI_FLASH_MANIFEST")]
     pub manifest: Option<PathBuf>,
     /// Piece size the package's per-piece CRC list is checked for (default: 768 MiB, what
     /// Xiaomi's generator uses; when flashing, the phone's own size if it checks CRC lists).
@@ -76,11 +77,23 @@ pub struct RecordArgs {
     pub full_verify: bool,
 }
 
-/// The manifest built into mi-flash plus the user's.
+/// The manifest `mi-flash manifest add` writes to by default, in the current folder; `verify`
+/// and `flash` read it from there too.
+pub const LOCAL_MANIFEST: &str = "roms-manifest.toml";
+
+/// The manifest built into mi-flash, plus `roms-manifest.toml` in the current folder if there
+/// is one (where `manifest add` puts entries), plus `--manifest FILE`.
 fn manifest(extra: Option<&Path>) -> Result<Manifest, CliError> {
     let mut m = Manifest::parse(include_str!("../../roms-manifest.toml"), Path::new("roms-manifest.toml (built in)"))
         .map_err(|e| CliError::new(e.to_string()))?;
-    if let Some(p) = extra {
+    let local = Path::new(LOCAL_MANIFEST);
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let mut files: Vec<&Path> = Vec::new();
+    if local.is_file() && !extra.is_some_and(|e| same(e, local)) {
+        files.push(local);
+    }
+    files.extend(extra);
+    for p in files {
         let user = Manifest::load(p).map_err(|e| CliError::new(e.to_string()).code(EXIT_USAGE))?;
         m.packages.extend(user.packages);
     }
@@ -99,11 +112,11 @@ fn bad_package(e: impl std::fmt::Display) -> CliError {
 
 /// A folder that holds just the downloaded archive (no extracted package) stands for that
 /// archive: users often point at the download folder.
-fn resolve_rom_path(path: &Path) -> PathBuf {
+fn resolve_rom_path(path: &Path) -> Result<PathBuf, CliError> {
     if !path.is_dir() || path.join("images").is_dir() {
-        return path.to_path_buf();
+        return Ok(path.to_path_buf());
     }
-    let Ok(rd) = std::fs::read_dir(path) else { return path.to_path_buf() };
+    let Ok(rd) = std::fs::read_dir(path) else { return Ok(path.to_path_buf()) };
     let mut archives = Vec::new();
     let mut folders = 0;
     for e in rd.flatten() {
@@ -118,15 +131,22 @@ fn resolve_rom_path(path: &Path) -> PathBuf {
     if archives.len() == 1 && folders == 0 {
         let a = archives.remove(0);
         log::info!("{} holds one package archive: using {}", path.display(), a.display());
-        return a;
+        return Ok(a);
     }
-    path.to_path_buf()
+    if archives.len() > 1 && folders == 0 {
+        archives.sort();
+        let names: Vec<String> = archives.iter().filter_map(|a| a.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+        return Err(CliError::new(format!("{} holds {} package archives ({}): mi-flash will not guess which one to use", path.display(), names.len(), names.join(", ")))
+            .hint("give the one to flash: --rom FOLDER/NAME.tgz")
+            .code(EXIT_USAGE));
+    }
+    Ok(path.to_path_buf())
 }
 
 /// Verifies the package in one pass (or, for an archive verified before, from the record of
 /// that pass) and builds the plan for `mode`.
 pub fn load(args: &RomArgs, split: Option<u64>) -> Result<Rom, CliError> {
-    let rom_path = resolve_rom_path(&args.rom);
+    let rom_path = resolve_rom_path(&args.rom)?;
     let opts = VerifyOptions {
         manifest: Some(manifest(args.manifest.as_deref())?),
         max_download_size: split.or(args.max_download_size),
@@ -365,6 +385,7 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
     let report = &rom.verified.report;
     let package_id = flasher::journal::package_id(report.files.iter().map(|f| (f.path.as_str(), f.size, f.crc32_value())));
     let mode: Mode = rom_args.mode.into();
+    let done = done_message(mode, &plan);
     let checksums: std::collections::HashMap<String, flasher::ImageChecksums> = report
         .files
         .iter()
@@ -421,7 +442,7 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
         }
     }
     if ready.is_empty() {
-        return finish(results, several, &renderer);
+        return finish(results, several, &renderer, &done);
     }
     // The resume journal is kept per serial: two phones with one serial (cheap phones do that)
     // would share it.
@@ -445,7 +466,7 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
             }
             renderer.println(&format!("{} steps would run, sending {}.", prep.steps_to_run(), super::commands::human_size(prep.bytes)));
         }
-        return finish(results, several, &renderer);
+        return finish(results, several, &renderer, &done);
     }
     let who = ready.iter().map(|(p, prep)| format!("{} ({})", p.label, prep.product.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join(", ");
     confirm(&format!("About to flash {} with {} ({}) on {who}.\n{}", report.package, plan.script, mode, destruction(mode, &plan)), args.yes)?;
@@ -499,7 +520,7 @@ pub fn flash_rom(ctx: &Context, rom_args: &RomArgs, args: &FlashRomArgs) -> Resu
         }
     }
     results.extend(outcomes);
-    finish(results, several, &renderer)
+    finish(results, several, &renderer, &done)
 }
 
 fn flash_error(e: FlashError) -> CliError {
@@ -523,8 +544,26 @@ fn flash_error(e: FlashError) -> CliError {
     err
 }
 
+/// What to do after a successful flash: it depends on whether the plan restarts the phone and
+/// on what the mode already did to the user's data and the bootloader.
+fn done_message(mode: Mode, plan: &Plan) -> String {
+    use crate::rom::plan::{Action, RebootTarget};
+    let reboots = plan.steps.iter().any(|s| matches!(s.action, Action::Reboot { target: RebootTarget::System }));
+    let start = if reboots {
+        "Done. The phone reboots into the new system; the first boot can take several minutes."
+    } else {
+        "Done. The script does not restart the phone: `mi-flash reboot` starts the new system (the first boot can take several minutes)."
+    };
+    let if_not = match mode {
+        Mode::KeepData => "If it does not boot, run the same flash with --mode clean (that erases the phone's data).",
+        Mode::Clean => "If it does not boot, check that the package is for this exact model and region; `mi-flash rescue` lists what else can be done.",
+        Mode::Lock => "The bootloader is locked again. If it does not boot, `mi-flash rescue` lists what can be done.",
+    };
+    format!("{start} {if_not}")
+}
+
 /// The closing summary: per phone for several, and what to do next.
-fn finish(results: Vec<(String, Result<String, CliError>)>, several: bool, renderer: &Renderer) -> Result<(), CliError> {
+fn finish(results: Vec<(String, Result<String, CliError>)>, several: bool, renderer: &Renderer, done: &str) -> Result<(), CliError> {
     let failed: Vec<&(String, Result<String, CliError>)> = results.iter().filter(|(_, r)| r.is_err()).collect();
     if several {
         renderer.println("Summary:");
@@ -537,7 +576,7 @@ fn finish(results: Vec<(String, Result<String, CliError>)>, several: bool, rende
     }
     if failed.is_empty() {
         if results.iter().any(|(_, r)| r.is_ok()) && !results.iter().all(|(_, r)| r.as_ref().is_ok_and(|s| s.is_empty())) {
-            renderer.println("Done. The phone reboots into the new system; the first boot can take several minutes. If it does not boot, run the same flash with --mode clean.");
+            renderer.println(done);
         }
         return Ok(());
     }

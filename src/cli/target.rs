@@ -63,6 +63,9 @@ pub struct ConnectOptions {
     pub response_timeout: Duration,
     pub write_timeout: Duration,
     pub sim_store: Option<PathBuf>,
+    /// Several `sim:` phones in one command: each keeps its store in `--sim-store DIR/NAME`
+    /// instead of all sharing DIR.
+    pub sim_store_per_phone: bool,
     pub usb_chunk_size: Option<usize>,
 }
 
@@ -78,7 +81,11 @@ pub fn embedded_sim(profile: &str, opts: &ConnectOptions) -> Result<(SimHandle, 
     let (p, name) = sim::Profile::load(profile).map_err(|e| CliError::new(e.to_string()).hint(
         "give a built-in profile name (moonstone, oxygen, cereus) or the path of a profile .toml file (docs/simulator.md)",
     ))?;
-    let store_dir = opts.sim_store.clone().unwrap_or_else(|| default_sim_store(&name));
+    let store_dir = match &opts.sim_store {
+        Some(dir) if opts.sim_store_per_phone => dir.join(&name),
+        Some(dir) => dir.clone(),
+        None => default_sim_store(&name),
+    };
     let store = sim::Store::open(&store_dir)
         .map_err(|e| CliError::new(format!("cannot use the simulator store {}: {e}", store_dir.display())))?;
     let dev = sim::SimDevice::new(p, store, SimOptions::default())

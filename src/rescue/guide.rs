@@ -242,6 +242,8 @@ pub struct Detection {
     pub phones: Vec<(PhoneMode, String)>,
     /// Why USB could not be checked, if it could not.
     pub error: Option<String>,
+    /// USB was not looked at (`--no-detect`).
+    pub skipped: bool,
 }
 
 /// How an interactive session ended.
@@ -408,6 +410,9 @@ pub fn run_interactive(
 
 fn show_detection(p: &mut Page, detection: &Detection) -> std::io::Result<()> {
     let t = p.t;
+    if detection.skipped {
+        return p.line(&t.get("ui.detect_skipped"));
+    }
     p.line(&t.get("ui.detecting"))?;
     if let Some(reason) = &detection.error {
         p.line(&t.fill("ui.detect_failed", &[("reason", reason)]))?;

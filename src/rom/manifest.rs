@@ -70,7 +70,7 @@ pub enum ManifestError {
          re-download the package"
     )]
     NotVerified { package: String, failures: String },
-    #[error("{package}: only a .tgz/.zip file can be listed (its size and hashes identify it), not a folder")]
+    #[error("{package}: only an archive (.tgz, .tar or .zip) can be listed (its size and hashes identify it), not a folder")]
     NotAnArchive { package: String },
 }
 
