@@ -60,8 +60,30 @@ fn fault_then_resume(case: Case) {
     assert_eq!(journals.len(), 1, "[{}] {journals:?}", case.fault);
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&journals[0]).unwrap()).unwrap();
     assert_eq!(j["interrupted"], case.step, "[{}] journal {j}", case.fault);
-    assert!(j["done"].as_array().unwrap().iter().all(|d| d.as_u64().unwrap() < case.step as u64), "[{}] journal {j}", case.fault);
-    assert!(j["done"].as_array().unwrap().iter().any(|d| d.as_u64() == Some(case.step as u64 - 1)) || case.step == STEP_BOOT, "[{}] journal {j}", case.fault);
+    let plan = plan(&sample.rom, "clean");
+    let vars = moonstone_vars();
+    // Done: every step before the failed one that runs on this phone, but for the checks
+    // decided before the first write (product, anti-rollback, security patch).
+    use mi_flash::rom::plan::Action;
+    let checked_first = |a: &Action| matches!(a, Action::CheckProduct(_) | Action::CheckAnti(_) | Action::CheckSecurityPatch(_));
+    let ran_before: Vec<u64> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(i, st)| i + 1 < case.step && runs(st, &vars) && !checked_first(&st.action))
+        .map(|(i, _)| i as u64 + 1)
+        .collect();
+    let done: Vec<u64> = j["done"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+    assert_eq!(done, ran_before, "[{}] journal {j}", case.fault);
+    // The failed run stopped at the failed step: the phone took the plan's operations before
+    // it (and of the failed step at most its first pieces), nothing after it.
+    let first_ops = |n: usize| {
+        let mut until = plan.clone();
+        until.steps.truncate(n);
+        expected_ops(&until, &vars)
+    };
+    let took = logged_ops(&sim.log());
+    assert!(took == first_ops(case.step - 1) || took == first_ops(case.step), "[{}] the failed run went on:\n{took:?}", case.fault);
     if !case.retried {
         assert!(!all.contains("reconnecting to send it again"), "[{}] retried:\n{all}", case.fault);
     }
@@ -70,8 +92,6 @@ fn fault_then_resume(case: Case) {
     let resumed = flash(&["--resume"]);
     resumed.expect_code(0);
     assert!(resumed.stdout.contains(&format!("resuming at step {}", case.step)), "[{}] {}", case.fault, resumed.stdout);
-    let plan = plan(&sample.rom, "clean");
-    let vars = moonstone_vars();
     assert_store_matches(&sim.store, &sample.root, &plan, &vars);
     // The resumed run redid the failed step and what followed, not the steps before it.
     let log = read_log(&sim.store, before);

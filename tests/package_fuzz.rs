@@ -76,8 +76,28 @@ fn zip_bytes() -> &'static [u8] {
     })
 }
 
-/// Opens (and verifies) the bytes as a package file; only a panic fails the test.
+/// How long one input may take to open and verify; a reader that loops on some input fails
+/// the test with that input instead of hanging it.
+const CASE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens (and verifies) the bytes as a package file in a thread with a deadline; a panic or
+/// a hang fails the test.
 fn open(bytes: &[u8], name: &str) {
+    let (bytes, name) = (bytes.to_vec(), name.to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        open_now(&bytes, &name);
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(CASE_LIMIT) {
+        Ok(()) => worker.join().unwrap(),
+        // The worker panicked (its assertion message is already printed): fail with it.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(worker.join().unwrap_err()),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("opening the input took more than {CASE_LIMIT:?}: a hang"),
+    }
+}
+
+fn open_now(bytes: &[u8], name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     fs::write(&path, bytes).unwrap();

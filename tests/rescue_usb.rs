@@ -65,6 +65,9 @@ fn run(c: Command) -> Output {
     let out = tempfile::tempfile().expect("temp file");
     let err = tempfile::tempfile().expect("temp file");
     let (out_read, err_read) = (out.try_clone().expect("dup"), err.try_clone().expect("dup"));
+    // Its own process group: on a timeout the whole group goes, the fake phone's helpers
+    // (a simulator, mi-flash) included.
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
     let mut child = c.stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("start the emulation");
     let started = Instant::now();
     let status = loop {
@@ -72,6 +75,7 @@ fn run(c: Command) -> Output {
             break status;
         }
         if started.elapsed() > RUN_LIMIT {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
             let _ = child.kill();
             let _ = child.wait();
             panic!("{c:?} did not finish within {RUN_LIMIT:?}");

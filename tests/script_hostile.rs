@@ -229,7 +229,7 @@ fn partition_names_oem_commands_and_reboots_that_a_flash_script_never_has() {
     }
     // A reboot out of fastboot before the end: the steps after it could not run.
     refused(format!("fastboot $* reboot recovery\nfastboot $* flash boot {img}\n"), 3, "must come last");
-    refused(format!("fastboot $* reboot\nfastboot $* erase misc\nfastboot $* reboot\n"), 3, "must come last");
+    refused("fastboot $* reboot\nfastboot $* erase misc\nfastboot $* reboot\n".to_string(), 3, "must come last");
     // What real scripts do stays accepted: a GPT LUN, a bootloader reboot in the middle,
     // `oem cdms`, `oem lock`, and the reboot at the end.
     let ok = format!(

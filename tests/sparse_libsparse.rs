@@ -109,7 +109,11 @@ impl Tools {
 
     /// The pieces libsparse (as fastboot uses it) makes of `input` for `max_len`.
     fn libsparse_pieces(&self, input: &Path, max_len: u64, dir: &Path) -> Vec<Vec<u8>> {
+        // A fresh folder per call: pieces of an earlier image must not mix into this one.
         let out = dir.join(format!("oracle-{max_len}"));
+        if out.exists() {
+            fs::remove_dir_all(&out).unwrap();
+        }
         fs::create_dir_all(&out).unwrap();
         let status = Command::new(&self.python)
             .arg("-c")

@@ -131,14 +131,18 @@ pub fn serve_tcp(spec: &ListenSpec, device: &mut SimDevice) -> std::io::Result<(
     Ok(())
 }
 
+/// The warning for a simulator that other machines can reach (every address but loopback).
+fn exposure_warning(ip: IpAddr) -> Option<String> {
+    (!ip.is_loopback()).then(|| {
+        format!("warning: the simulator listens on {ip} which other machines can reach; use 127.0.0.1 unless that is what you want")
+    })
+}
+
 /// Prints `listening on SCHEME:HOST:PORT` (the first stdout line, which scripts wait for) and
 /// warns when the address is reachable from other machines.
 pub(crate) fn announce(scheme: &str, addr: std::net::SocketAddr) -> std::io::Result<String> {
-    if !addr.ip().is_loopback() {
-        eprintln!(
-            "warning: the simulator listens on {} which other machines can reach; use 127.0.0.1 unless that is what you want",
-            addr.ip()
-        );
+    if let Some(w) = exposure_warning(addr.ip()) {
+        eprintln!("{w}");
     }
     let shown = match addr.ip() {
         IpAddr::V6(ip) => format!("[{ip}]"),
@@ -181,6 +185,17 @@ pub fn build(profile_spec: &str, store: &std::path::Path, options: SimOptions) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_addresses_go_without_a_warning() {
+        for ip in ["127.0.0.1", "::1", "127.8.9.10"] {
+            assert_eq!(exposure_warning(ip.parse().unwrap()), None, "{ip}");
+        }
+        for ip in ["0.0.0.0", "::", "192.168.1.20", "10.0.0.1"] {
+            let w = exposure_warning(ip.parse().unwrap()).unwrap_or_default();
+            assert!(w.contains("other machines can reach") && w.contains(ip), "{ip}: {w}");
+        }
+    }
 
     #[test]
     fn listen_specs() {

@@ -2,7 +2,7 @@
 # Builds U-Boot with fastboot over UDP for qemu-system-aarch64 from Debian's `u-boot` source
 # package, and prints the path of the resulting u-boot.bin on stdout (the only stdout line).
 #
-# The binary is cached (default ${XDG_CACHE_HOME:-~/.cache}/mi-flash/uboot, override with
+# The binary is cached (default target/uboot-cache in the checkout, override with
 # MI_FLASH_UBOOT_CACHE) under a key made of this script and its config fragment, so a warm run
 # costs nothing. Nothing from U-Boot is ever written into the repository.
 #
@@ -10,7 +10,7 @@
 # machine's own Debian sources: the system's apt configuration is left untouched.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cache="${MI_FLASH_UBOOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mi-flash/uboot}"
+cache="${MI_FLASH_UBOOT_CACHE:-$(cd "$here/../../.." && pwd)/target/uboot-cache}"
 key="$(cat "$0" "$here/fastboot-udp.config" | sha256sum | cut -c1-16)"
 out="$cache/$key"
 if [ -s "$out/u-boot.bin" ]; then
