@@ -39,9 +39,13 @@ fn fault_then_resume(case: Case) {
     let sim = Sim::start(&s(&profile), &dir.path().join("store"), &faults);
     let journal = dir.path().join("journal");
     let rom = s(&sample.rom);
+    // The case's options (short timeouts, no retries) are for the failing run; the resumed run
+    // uses the defaults, so a busy machine cannot make it time out.
     let flash = |extra: &[&str]| {
         let mut args: Vec<String> = vec!["-s".into(), sim.target()];
-        args.extend(case.options.iter().map(|o| o.to_string()));
+        if !extra.contains(&"--resume") {
+            args.extend(case.options.iter().map(|o| o.to_string()));
+        }
         args.extend(["flash", "--rom", &rom, "--yes", "--journal-dir", &s(&journal)].map(String::from));
         args.extend(extra.iter().map(|e| e.to_string()));
         run(&args)

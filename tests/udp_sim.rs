@@ -238,7 +238,8 @@ fn a_phone_that_hangs_up_is_reported_at_once() {
     let started = std::time::Instant::now();
     let err = c.getvar("anti").unwrap_err();
     assert!(err.to_string().contains("the device closed the connection"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // At once, not after the 5 s a silent phone is given (50 attempts of 100 ms).
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     // The phone comes back for the next session.
     let mut c = client(sim.port, fast_options());
     assert_eq!(c.getvar("product").unwrap(), "marble");
@@ -273,7 +274,8 @@ fn cli_and_simulate_over_udp() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing answers fastboot on udp:127.0.0.1:"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // The handshake's few attempts, not the minute a command is given.
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 fn fastboot(bin: &Path, port: u16, args: &[&str]) -> (bool, String) {

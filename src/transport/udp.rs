@@ -518,7 +518,8 @@ mod tests {
         let started = Instant::now();
         let err = UdpTransport::connect("127.0.0.1", port, fast()).err().unwrap();
         assert!(err.to_string().contains("nothing answers fastboot on udp:127.0.0.1"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(2));
+        // Two attempts of 100 ms, with room for a busy machine.
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         drop(quiet);
         // A closed port (ICMP port unreachable) gives the same sentence.
         let err = UdpTransport::connect("127.0.0.1", port, fast()).err().unwrap();
