@@ -295,9 +295,21 @@ pub fn store_targets(partition: &str) -> Vec<String> {
 }
 
 /// An image as a partition holds it: sparse images expanded (DONT_CARE as zeros).
+/// Expanded by AOSP's `simg2img` where it is installed (always in CI), so the comparison does
+/// not rest on the crate's own decoder, which the simulator also uses to write.
 pub fn expand(bytes: &[u8]) -> Vec<u8> {
     if !sparse::is_sparse(bytes) {
         return bytes.to_vec();
+    }
+    let simg2img = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("simg2img")).find(|p| p.is_file()));
+    if let Some(tool) = simg2img {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("in.img"), dir.path().join("out.raw"));
+        std::fs::write(&input, bytes).unwrap();
+        let status = std::process::Command::new(tool).arg(&input).arg(&output).status().unwrap();
+        assert!(status.success(), "simg2img refused a package image");
+        return std::fs::read(&output).unwrap();
     }
     let mut out = Cursor::new(Vec::new());
     let summary = sparse::decode_into(bytes, &mut out).expect("package sparse image decodes");
