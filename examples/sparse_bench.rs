@@ -164,6 +164,7 @@ fn crc_scan(path: &Path, mds: u64) -> Result<(u64, usize), Box<dyn std::error::E
         file_crc: true,
         data_crc: true,
         piece_crcs_for: Some(mds),
+        check_crc_chunks: false,
     };
     let s = scan(File::open(path)?, &opts)?;
     Ok((

@@ -265,6 +265,7 @@ fn check(t: &Tools, dir: &Path, name: &str, input: &[u8], limits: &[u64]) {
                 piece_crcs_for: Some(limit),
                 data_crc: true,
                 file_crc: true,
+                check_crc_chunks: false,
             },
         );
         assert_eq!(scanned.layout, layout);

@@ -52,6 +52,7 @@ fn rejected(bytes: &[u8], want: &str) {
             file_crc: true,
             data_crc: true,
             piece_crcs_for: Some(1 << 20),
+            check_crc_chunks: false,
         },
     )
     .unwrap_err()
@@ -280,4 +281,33 @@ fn sparse_source_changed_after_scan_and_pieces_out_of_order() {
         "{err}"
     );
     assert!(err.to_string().contains("chunk 1 reads as"), "{err}");
+}
+
+#[test]
+fn a_crc32_chunk_is_checked_when_the_data_is_read() {
+    // RAW (1 block) + FILL (1 block) + DONT_CARE (1 block) + CRC32: the CRC chunk states the
+    // CRC-32 of the 3 blocks before it, DONT_CARE counted as zeros (as libsparse checks it).
+    let bs = 4096u32;
+    let raw: Vec<u8> = (0..bs).map(|i| (i * 7 % 251) as u8).collect();
+    let mut expanded = raw.clone();
+    expanded.extend(0x1234_5678u32.to_le_bytes().iter().cycle().take(bs as usize));
+    expanded.extend(std::iter::repeat_n(0u8, bs as usize));
+    let good = crc32fast::hash(&expanded);
+    let build = |stated: u32| {
+        let mut r = chunk(0xCAC1, 1, 12 + bs);
+        r.extend_from_slice(&raw);
+        let mut f = chunk(0xCAC2, 1, 16);
+        f.extend_from_slice(&0x1234_5678u32.to_le_bytes());
+        let d = chunk(0xCAC3, 1, 12);
+        let mut c = chunk(0xCAC4, 0, 16);
+        c.extend_from_slice(&stated.to_le_bytes());
+        image(bs, 3, &[r, f, d, c])
+    };
+    let opts = ScanOptions { file_crc: false, data_crc: true, piece_crcs_for: None, check_crc_chunks: true };
+    scan(&build(good)[..], &opts).unwrap();
+    let err = scan(&build(good ^ 1)[..], &opts).unwrap_err().to_string();
+    assert!(err.contains("chunk 3") && err.contains("CRC32 value") && err.contains(&format!("{good:#010x}")), "{err}");
+    // Only when asked (package verification): bootloaders and AOSP fastboot ignore the chunk.
+    assert!(scan(&build(good ^ 1)[..], &ScanOptions { check_crc_chunks: false, ..opts }).is_ok());
+    assert!(scan(&build(good ^ 1)[..], &ScanOptions::default()).is_ok());
 }

@@ -498,7 +498,7 @@ fn crc(images: &[PathBuf], max_download: Option<u64>) -> Result<(), CliError> {
         let scan = |split| {
             let f = std::fs::File::open(path)
                 .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-            let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(split) };
+            let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(split), check_crc_chunks: false };
             sparse::scan(std::io::BufReader::with_capacity(1 << 20, f), &opts)
                 .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
         };

@@ -33,8 +33,9 @@ use crate::sparse::{Chunk, ChunkKind, ImageFormat, ImageScan, PieceCrcs, SparseH
 
 /// Records kept; older ones (by last use) are removed when a new one is written.
 pub const KEEP: usize = 16;
-/// Version of the record format (with the mi-flash version, both must match).
-const FORMAT: u32 = 2;
+/// Version of the record format (with the mi-flash version, both must match). Raised when
+/// what a verification measures or checks changes (3: CRC32 chunks of sparse images checked).
+const FORMAT: u32 = 3;
 
 /// The default folder: `<user cache dir>/mi-flash/verified`.
 pub fn default_dir() -> PathBuf {

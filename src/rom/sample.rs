@@ -596,7 +596,7 @@ fn emit(o: &SampleOptions, sink: &mut dyn Sink) -> io::Result<()> {
         let base = spec.partition.strip_suffix("_ab").unwrap_or(spec.partition);
         if is_sparse {
             // The per-piece CRCs of the split a phone with this max-download-size receives.
-            let opts = crate::sparse::ScanOptions { file_crc: false, data_crc: true, piece_crcs_for: Some(o.max_download_size) };
+            let opts = crate::sparse::ScanOptions { file_crc: false, data_crc: true, piece_crcs_for: Some(o.max_download_size), check_crc_chunks: false };
             let scan = crate::sparse::scan(spec.content.reader(), &opts)
                 .map_err(|e| io::Error::other(format!("sample sparse image {}: {e}", spec.image)))?;
             let pieces = scan.piece_crcs.map(|p| p.crcs).unwrap_or_default();

@@ -466,6 +466,7 @@ impl ScanVisitor for Digester {
                 file_crc: false,
                 data_crc: is_sparse,
                 piece_crcs_for: is_sparse.then_some(self.split_size),
+                check_crc_chunks: true,
             };
             let result = sparse::scan((&head[..got]).chain(&mut tee), &opts);
             if let Some(e) = tee.error.take() {

@@ -576,6 +576,7 @@ mod tests {
             file_crc: true,
             data_crc: true,
             piece_crcs_for: Some(80 * 1024),
+            check_crc_chunks: false,
         };
         let scanned = scan(&bytes[..], &opts).unwrap();
         let crcs = scanned.piece_crcs.clone().unwrap().crcs;

@@ -34,6 +34,10 @@ pub struct ScanOptions {
     /// Per-piece CRC-32s for the pieces fastboot sends with this `max-download-size`, as in
     /// the new `sparsecrclist.txt` format.
     pub piece_crcs_for: Option<u64>,
+    /// Check each CRC32 chunk against the CRC-32 of the expanded image before it (DONT_CARE
+    /// as zeros), as libsparse does when asked to. Bootloaders and AOSP `fastboot` ignore these
+    /// chunks; package verification checks them.
+    pub check_crc_chunks: bool,
 }
 
 impl ScanOptions {
@@ -232,8 +236,31 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
     let mut chunks = Vec::with_capacity((header.total_chunks as usize).min(4096));
     let mut pending_fill: Option<Backed> = None;
     let mut buf = Vec::new();
+    // The CRC-32 of the expanded image so far (DONT_CARE as zeros), which a CRC32 chunk
+    // states, as libsparse checks it; kept when asked for and the data is read anyway.
+    let mut expanded = (read_data && opts.check_crc_chunks).then(Hasher::new);
     while let Some(chunk) = reader.next_chunk()? {
         chunks.push(chunk);
+        if let Some(e) = &mut expanded {
+            let len = chunk.blocks as u64 * blk_sz as u64;
+            match chunk.kind {
+                ChunkKind::Fill(v) => e.combine(&fill_hasher(v, len)),
+                ChunkKind::DontCare => e.combine(&fill_hasher(0, len)),
+                ChunkKind::Crc32(stated) => {
+                    let actual = e.clone().finalize();
+                    if actual != stated {
+                        return Err(SparseError::BadChunk {
+                            index: chunks.len() as u32 - 1,
+                            offset: chunk.data_offset.saturating_sub(header.chunk_hdr_sz as u64 + 4),
+                            field: "CRC32 value",
+                            value: stated as u64,
+                            problem: format!("does not match the CRC-32 of the image up to it ({actual:#010x}); the image is damaged"),
+                        });
+                    }
+                }
+                ChunkKind::Raw => {} // hashed below, as its data is read
+            }
+        }
         let backed = match chunk.kind {
             ChunkKind::Raw => Backed {
                 data: PieceData::Raw {
@@ -281,8 +308,16 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
                     buf.resize(n, 0);
                 }
                 reader.read_data(&mut buf[..n])?;
-                if let Some(d) = &mut sink.data {
-                    d.update(&buf[..n]);
+                match (&mut sink.data, &mut expanded) {
+                    (Some(d), Some(e)) => {
+                        // One pass over the bytes for both running CRCs.
+                        let mut h = Hasher::new();
+                        h.update(&buf[..n]);
+                        d.combine(&h);
+                        e.combine(&h);
+                    }
+                    (Some(d), None) => d.update(&buf[..n]),
+                    _ => {}
                 }
                 if p.piece != usize::MAX {
                     sink.piece(p.piece).update(&buf[..n]);
@@ -666,6 +701,7 @@ mod tests {
             file_crc: true,
             data_crc: true,
             piece_crcs_for: Some(1 << 20),
+            check_crc_chunks: false,
         };
         let s = scan(&bytes[..], &opts).unwrap();
         let mut h = Hasher::new();
@@ -699,6 +735,7 @@ mod tests {
             file_crc: true,
             data_crc: true,
             piece_crcs_for: Some(40 * 1024),
+            check_crc_chunks: false,
         };
         let s = scan(&img[..], &opts).unwrap();
         let mut padded = img.clone();
