@@ -155,7 +155,12 @@ pub fn load(args: &RomArgs, split: Option<u64>) -> Result<Rom, CliError> {
         ..Default::default()
     };
     let mut verified = verify::verify(&rom_path, &opts).map_err(|e| {
-        bad_package(e).hint("re-download the package, or give the folder or .tgz of a Xiaomi fastboot ROM")
+        let denied = matches!(&e, crate::rom::package::PackageError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied);
+        bad_package(e).hint(if denied {
+            "mi-flash may not read it: check the permissions of the file and of the folders above it"
+        } else {
+            "re-download the package, or give the folder or .tgz of a Xiaomi fastboot ROM"
+        })
     })?;
     let plan = build_plan(&verified, args.mode.into());
     if let Ok(p) = &plan {

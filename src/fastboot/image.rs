@@ -83,7 +83,12 @@ pub fn flash_file(
     let open = || File::open(path).map_err(|e| ImageError::Open { path: path.to_path_buf(), source: e });
     let sparse_err = |e| ImageError::Sparse { path: path.to_path_buf(), source: e };
     let dev = |e| ImageError::Device { partition: partition.to_string(), source: e };
-    let len = open()?.metadata().map_err(|e| ImageError::Open { path: path.to_path_buf(), source: e })?.len();
+    let meta = open()?.metadata().map_err(|e| ImageError::Open { path: path.to_path_buf(), source: e })?;
+    if !meta.is_file() {
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file (a device, a pipe or a folder): give an image file");
+        return Err(ImageError::Open { path: path.to_path_buf(), source });
+    }
+    let len = meta.len();
     if len == 0 {
         return Err(ImageError::Empty { path: path.to_path_buf() });
     }

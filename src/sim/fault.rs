@@ -81,6 +81,10 @@ impl FromStr for Fault {
         if prefix.is_empty() {
             return Err(format!("fault `{spec}`: the command prefix is empty; {usage}"));
         }
+        // `getvar#1#2` would count the commands starting with `getvar#1`: none ever does.
+        if prefix.contains('#') {
+            return Err(format!("fault `{spec}`: one `#N` count at most; {usage}"));
+        }
         Ok(Fault::OnCommand { kind, prefix: prefix.to_string(), nth })
     }
 }
@@ -161,7 +165,7 @@ mod tests {
             assert_eq!(f, Fault::OnCommand { kind, prefix: "flash:cust".into(), nth: 3 });
             assert_eq!(f.to_string(), spec);
         }
-        for bad in ["fail-on", "explode-on=x", "fail-on=#2", "fail-on=x#0", "drop-after-bytes=lots", "stall-on=x#y"] {
+        for bad in ["fail-on", "explode-on=x", "fail-on=#2", "fail-on=x#0", "drop-after-bytes=lots", "stall-on=x#y", "stall-on=getvar#1#2"] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }
     }
