@@ -71,3 +71,12 @@ fn only_usb_devices_are_touched_and_every_goto_has_its_label() {
     }
     assert!(rules.last().is_some_and(|r| r.starts_with("LABEL=")), "the label must end the file");
 }
+
+#[test]
+fn the_binary_prints_the_same_rules() {
+    // `mi-flash udev-rules` is what doctor tells a user with only the binary to install.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mi-flash")).arg("udev-rules").output().unwrap();
+    assert!(out.status.success());
+    let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/udev/51-mi-flash.rules")).unwrap();
+    assert_eq!(out.stdout, file);
+}

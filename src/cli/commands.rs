@@ -136,6 +136,11 @@ pub fn run(cmd: Cmd, ctx: &Context) -> Result<(), CliError> {
         Cmd::Recovery(args) => super::rescue::recovery(args, ctx),
         Cmd::Rescue(args) => super::rescue::rescue(args, ctx),
         Cmd::Doctor(args) => super::rescue::doctor(args),
+        Cmd::UdevRules => {
+            // The rules ship inside the binary: a user who installed only mi-flash has them too.
+            print!("{}", include_str!("../../udev/51-mi-flash.rules"));
+            Ok(())
+        }
     }
 }
 

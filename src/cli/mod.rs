@@ -227,6 +227,9 @@ pub enum Cmd {
     Rescue(rescue::RescueArgs),
     /// Check this computer: USB access, udev rule or driver, disk space, state directory.
     Doctor(rescue::DoctorArgs),
+    /// Print the Linux udev rules that let a normal user open Xiaomi phones over USB (install
+    /// them with `mi-flash udev-rules | sudo tee /etc/udev/rules.d/51-mi-flash.rules`).
+    UdevRules,
 }
 
 /// A byte count: decimal, hex with 0x, or with a K/M/G suffix (powers of 1024).
