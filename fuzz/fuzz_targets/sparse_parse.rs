@@ -112,7 +112,7 @@ fn check_split(data: &[u8], layout: &SparseLayout, whole: &[u8], max_len: u64) {
     }
 
     // The one-pass scan's per-piece CRCs are those of the pieces fastboot would send.
-    let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(max_len) };
+    let opts = ScanOptions { file_crc: true, data_crc: true, piece_crcs_for: Some(max_len), check_crc_chunks: true };
     let scan = sparse::scan(data, &opts).expect("the image scanned before scans again");
     let crcs = scan.piece_crcs.expect("piece CRCs were asked for").crcs;
     match plan_download(layout, Some(max_len)).expect("split worked, so planning works") {
