@@ -172,7 +172,8 @@ pub enum PackageError {
     )]
     NoPackageRoot { path: PathBuf },
     #[error(
-        "{path}: several package folders found ({}): give the path of one of them",
+        "{path}: several package folders found ({}): give the folder of one of them (an \
+         archive holding several packages has to be extracted first)",
         candidates.join(", ")
     )]
     AmbiguousRoot {
