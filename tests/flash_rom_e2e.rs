@@ -69,6 +69,20 @@ fn sample_tgz_over_tcp_with_split_super() {
 }
 
 #[test]
+fn sample_lock_mode_says_the_phone_restarts_by_itself() {
+    // The sample's flash_all_lock.sh ends with `oem lock`, as Xiaomi's do: no `reboot`.
+    let sample = sample(Form::Folder, 4, MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = moonstone_profile(dir.path(), MIB, &[]);
+    let store = dir.path().join("store");
+    let target = ["-s".into(), format!("sim:{}", s(&profile)), "--sim-store".into(), s(&store)];
+    let r = flash_and_check(&target, &store, &sample.rom, &sample.root, "lock", &moonstone_vars());
+    assert!(r.stdout.contains("Done. After relocking, the phone restarts by itself"), "{}", r.stdout);
+    assert!(r.stdout.contains("The bootloader is locked again"), "{}", r.stdout);
+    assert!(!r.stdout.contains("mi-flash reboot"), "{}", r.stdout);
+}
+
+#[test]
 fn default_sample_folder_in_process_on_builtin_moonstone() {
     let sample = sample(Form::Folder, 18, mi_flash::sparse::NEW_SPARSE_CRC_SPLIT);
     let dir = tempfile::tempdir().unwrap();

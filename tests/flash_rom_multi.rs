@@ -99,4 +99,13 @@ fn several_in_process_phones_keep_their_own_stores_under_one_sim_store() {
         assert_eq!(logged_ops(&read_log(&own, 0)), expected_ops(&plan, &moonstone_vars()), "{}", own.display());
     }
     assert!(!store.join("partitions").exists(), "a store shared by both phones");
+    // Two profile files with the same name would share DIR/NAME: refused before anything.
+    let twin = dir.path().join("twin");
+    std::fs::create_dir(&twin).unwrap();
+    let twin_profile = twin.join(profiles[0].file_name().unwrap());
+    std::fs::write(&twin_profile, std::fs::read_to_string(&profiles[1]).unwrap()).unwrap();
+    let r = run(&["-s", &format!("sim:{}", s(&profiles[0])), "-s", &format!("sim:{}", s(&twin_profile)), "--sim-store", &s(&dir.path().join("s2")), "flash", "--rom", &s(&sample.rom), "--yes"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("would both keep their store in --sim-store DIR/"), "{}", r.stderr);
+    assert!(!dir.path().join("s2").exists());
 }

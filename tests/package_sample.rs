@@ -464,6 +464,27 @@ fn the_cli_reads_the_manifest_that_manifest_add_wrote_in_the_current_folder() {
     let (code, out) = cli(&["verify", "--rom", pkg, "--manifest", "roms-manifest.toml"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.lines().any(|l| l.starts_with("✓ manifest")), "{out}");
+    // MI_FLASH_MANIFEST is read by flash as by verify: a manifest whose entry disagrees with
+    // the package stops the flash before anything is written.
+    let text = fs::read_to_string(dir.path().join("roms-manifest.toml")).unwrap();
+    let sha = text.lines().find_map(|l| l.strip_prefix("sha256 = \"")).unwrap()[..64].to_string();
+    let flipped = format!("{}{}", if sha.starts_with('0') { "1" } else { "0" }, &sha[1..]);
+    fs::create_dir(dir.path().join("elsewhere")).unwrap();
+    fs::write(dir.path().join("elsewhere/bad.toml"), text.replace(&sha, &flipped)).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["-s", "sim:moonstone", "--sim-store"])
+        .arg(dir.path().join("store"))
+        .args(["flash", "--rom", pkg, "--yes", "--journal-dir"])
+        .arg(dir.path().join("journal"))
+        .current_dir(dir.path().join("elsewhere"))
+        .env("MI_FLASH_MANIFEST", dir.path().join("elsewhere/bad.toml"))
+        .env("MI_FLASH_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("SHA-256 differs"), "{text}");
+    assert!(!fs::read_to_string(dir.path().join("store/log.jsonl")).unwrap_or_default().contains("\"download:"), "written before the refusal");
     // A download folder with one archive stands for it; with two, mi-flash does not guess.
     let (code, out) = cli(&["verify", "--rom", "pkg"]);
     assert_eq!(code, Some(0), "{out}");

@@ -230,6 +230,7 @@ fn partition_names_oem_commands_and_reboots_that_a_flash_script_never_has() {
     // A reboot out of fastboot before the end: the steps after it could not run.
     refused(format!("fastboot $* reboot recovery\nfastboot $* flash boot {img}\n"), 3, "must come last");
     refused("fastboot $* reboot\nfastboot $* erase misc\nfastboot $* reboot\n".to_string(), 3, "must come last");
+    refused("fastboot $* reboot\nfastboot $* reboot bootloader\n".to_string(), 3, "must come last");
     // What real scripts do stays accepted: a GPT LUN, a bootloader reboot in the middle,
     // `oem cdms`, `oem lock`, and the reboot at the end.
     let ok = format!(
@@ -238,4 +239,14 @@ fn partition_names_oem_commands_and_reboots_that_a_flash_script_never_has() {
     );
     let plan = parse_script("flash_all.sh", ok.as_bytes(), &files).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(plan.steps.last().map(|s| &s.action), Some(Action::Reboot { target: RebootTarget::System })));
+}
+
+#[test]
+fn both_dialects_allow_32_nested_blocks_and_refuse_33() {
+    for (name, open, close) in [("flash_all.sh", "if [ 1 -eq 1 ]; then\n", "fi\n"), ("flash_all.bat", "if 1==1 (\n", ")\n")] {
+        let script = |levels: usize| format!("{}fastboot reboot\n{}", open.repeat(levels), close.repeat(levels)).replace("fastboot reboot", if name.ends_with(".sh") { "fastboot $* reboot" } else { "fastboot %* reboot" });
+        parse_script(name, script(32).as_bytes(), &MemoryFiles::new()).unwrap_or_else(|e| panic!("{name}, 32 levels: {e}"));
+        let e = refuse(name, &script(33));
+        assert!(e.reason.contains("nested more than 32 deep"), "{name}: {e}");
+    }
 }

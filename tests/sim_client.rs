@@ -267,6 +267,12 @@ fn devices_rows_speak_the_users_language_and_json_keeps_its_fields() {
     id["devices"][0]["next"] = serde_json::Value::Null;
     assert_eq!(en, id);
     assert_eq!(en["devices"][0]["unlocked"], true);
+    // The locale does not change --json output; only --lang does.
+    let out = mi_flash().args(["-s", "sim:moonstone", "--sim-store"]).arg(dir.path()).args(["devices", "--json"]).env("LC_ALL", "id_ID.UTF-8").output().unwrap();
+    let mut by_locale: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(by_locale["devices"][0]["next"].as_str().unwrap().contains("to leave"), "{by_locale}");
+    by_locale["devices"][0]["next"] = serde_json::Value::Null;
+    assert_eq!(by_locale, en);
     assert_eq!(en["devices"][0]["mode"], "bootloader");
 }
 

@@ -305,6 +305,10 @@ fn a_crc32_chunk_is_checked_when_the_data_is_read() {
     };
     let opts = ScanOptions { file_crc: false, data_crc: true, piece_crcs_for: None, check_crc_chunks: true };
     scan(&build(good)[..], &opts).unwrap();
+    // libsparse's writer states another CRC: RAW data, one block of each FILL, no DONT_CARE.
+    let mut as_written = raw.clone();
+    as_written.extend(0x1234_5678u32.to_le_bytes().iter().cycle().take(bs as usize));
+    scan(&build(crc32fast::hash(&as_written))[..], &opts).unwrap();
     let err = scan(&build(good ^ 1)[..], &opts).unwrap_err().to_string();
     assert!(err.contains("chunk 3") && err.contains("CRC32 value") && err.contains(&format!("{good:#010x}")), "{err}");
     // Only when asked (package verification): bootloaders and AOSP fastboot ignore the chunk.

@@ -210,7 +210,8 @@ fn probe(client: &mut FastbootClient, serial: String, transport: &str, text: &Ca
 }
 
 fn devices(ctx: &Context, as_json: bool, lang: Option<Lang>) -> Result<(), CliError> {
-    let t = super::rescue::catalogue(lang)?;
+    // JSON is read by scripts: its text does not change with the locale, only with --lang.
+    let t = super::rescue::catalogue(if as_json { Some(lang.unwrap_or(Lang::En)) } else { lang })?;
     let mut rows = Vec::new();
     let mut usb_problem: Option<String> = None;
     match ctx.targets.first() {

@@ -72,7 +72,8 @@ pub struct Cli {
     pub write_timeout: u64,
 
     /// Where `-s sim:PROFILE` keeps the simulated phone's partitions and log (default: the
-    /// user's state directory, mi-flash/sim/PROFILE).
+    /// user's state directory, mi-flash/sim/PROFILE). With several sim: phones in one command,
+    /// each keeps DIR/NAME.
     #[arg(long, global = true, env = "MI_FLASH_SIM_STORE", value_name = "DIR")]
     pub sim_store: Option<PathBuf>,
 
@@ -104,11 +105,12 @@ pub enum Cmd {
         /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
-        /// Language of the hints: en (English) or id (Bahasa Indonesia); default from the locale.
+        /// Language of the text: en (English) or id (Bahasa Indonesia); default from the locale
+        /// (with --json: English unless --lang is given, so scripts see the same text).
         #[arg(long, value_parser = rescue::parse_lang)]
         lang: Option<crate::rescue::Lang>,
     },
-    /// Print one variable of the phone.
+    /// Print one variable of the phone (`all`: every variable, one per line).
     Getvar { name: String },
     /// A readable summary of what the phone reports.
     Info {
@@ -132,8 +134,9 @@ pub enum Cmd {
         /// With --rom: clean (flash_all), keep-data (flash_all_except_storage), lock (flash_all_lock).
         #[arg(long, value_enum, default_value = "clean", requires = "rom")]
         mode: rom::ModeArg,
-        /// With --rom: also check against this manifest of known packages.
-        #[arg(long, value_name = "FILE", requires = "rom")]
+        /// With --rom: also check against this manifest of known packages (besides the one built
+        /// into mi-flash and roms-manifest.toml in the current folder).
+        #[arg(long, value_name = "FILE", env = "MI_FLASH_MANIFEST")]
         manifest: Option<PathBuf>,
         /// Split images larger than this (like AOSP's -S) instead of the phone's own
         /// max-download-size. Decimal, 0x hex, or with K/M/G.
@@ -302,6 +305,13 @@ pub fn main() -> i32 {
         retries: cli.retries,
         retry_delay: cli.retry_delay,
     };
+    if let Err(e) = target::check_sim_store_names(&ctx.targets, &ctx.connect) {
+        eprintln!("error: {}", e.message);
+        if let Some(h) = &e.hint {
+            eprintln!("  next: {h}");
+        }
+        return e.code;
+    }
     match commands::run(cli.command, &ctx) {
         Ok(()) => 0,
         Err(e) => {

@@ -94,7 +94,14 @@ fn manifest(extra: Option<&Path>) -> Result<Manifest, CliError> {
     }
     files.extend(extra);
     for p in files {
-        let user = Manifest::load(p).map_err(|e| CliError::new(e.to_string()).code(EXIT_USAGE))?;
+        let user = Manifest::load(p).map_err(|e| {
+            let err = CliError::new(e.to_string()).code(EXIT_USAGE);
+            if p == local {
+                err.hint("mi-flash reads roms-manifest.toml from the current folder by itself: fix it, or run from another folder")
+            } else {
+                err
+            }
+        })?;
         m.packages.extend(user.packages);
     }
     Ok(m)
@@ -556,6 +563,9 @@ fn done_message(mode: Mode, plan: &Plan) -> String {
     let reboots = plan.steps.iter().any(|s| matches!(s.action, Action::Reboot { target: RebootTarget::System }));
     let start = if reboots {
         "Done. The phone reboots into the new system; the first boot can take several minutes."
+    } else if plan.locks() {
+        // Xiaomi's lock scripts end with the relock: the bootloader then restarts the phone.
+        "Done. After relocking, the phone restarts by itself into the new system (unplug it only once it has); the first boot can take several minutes."
     } else {
         "Done. The script does not restart the phone: `mi-flash reboot` starts the new system (the first boot can take several minutes)."
     };

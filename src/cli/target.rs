@@ -7,7 +7,7 @@ use crate::sim::{self, SimHandle, SimOptions};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::udp::{self, UdpOptions, UdpTransport};
 use crate::transport::Transport;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +74,37 @@ pub struct ConnectOptions {
 pub fn default_sim_store(name: &str) -> PathBuf {
     let base = dirs::state_dir().or_else(dirs::data_local_dir).unwrap_or_else(std::env::temp_dir);
     base.join("mi-flash").join("sim").join(name)
+}
+
+/// The name a `sim:` profile keeps its store under: the built-in name, or the file's name
+/// without `.toml`.
+fn sim_store_name(profile: &str) -> String {
+    let path = Path::new(profile);
+    match path.file_stem() {
+        Some(stem) if path.is_file() => stem.to_string_lossy().into_owned(),
+        _ => profile.to_string(),
+    }
+}
+
+/// With several `sim:` phones under one `--sim-store DIR`, each keeps `DIR/NAME`: two different
+/// profiles with the same NAME would write into one store, so that is refused up front.
+pub fn check_sim_store_names(targets: &[Target], opts: &ConnectOptions) -> Result<(), CliError> {
+    if !opts.sim_store_per_phone || opts.sim_store.is_none() {
+        return Ok(());
+    }
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for t in targets {
+        if let Target::Sim { profile } = t {
+            let name = sim_store_name(profile);
+            if let Some((_, other)) = seen.iter().find(|(n, p)| *n == name && *p != profile.as_str()) {
+                return Err(CliError::new(format!("sim:{other} and sim:{profile} would both keep their store in --sim-store DIR/{name}"))
+                    .hint("give the profile files different names")
+                    .code(super::rom::EXIT_USAGE));
+            }
+            seen.push((name, profile));
+        }
+    }
+    Ok(())
 }
 
 /// An embedded simulated phone for `-s sim:PROFILE`.

@@ -39,7 +39,7 @@ pub enum ImageError {
     Sparse { path: PathBuf, source: SparseError },
     #[error("{path} is empty")]
     Empty { path: PathBuf },
-    #[error("{path} is {image} bytes (expanded) but partition {partition} holds {size}: nothing was sent")]
+    #[error("{path} holds {image} bytes of partition data but partition {partition} holds {size}: nothing was sent")]
     TooLarge { path: PathBuf, partition: String, image: u64, size: u64 },
     #[error("flashing {partition}: {source}")]
     Device { partition: String, source: FastbootError },

@@ -880,14 +880,19 @@ pub fn execute(
                     // the phone checks them; each failed reconnect uses up a retry too.
                     loop {
                         attempt += 1;
-                        let message = format!("step {index}: sending {what} failed: {failure}; reconnecting to send it again (retry {attempt} of {})", opts.retries);
+                        let wait = retry_wait(opts.retry_delay, attempt);
+                        let message = format!(
+                            "step {index}: sending {what} failed: {failure}; reconnecting in {:.1} s to send it again (retry {attempt} of {})",
+                            wait.as_secs_f64(),
+                            opts.retries
+                        );
                         log::info!("{message}");
                         events(Event::Warning { message });
                         match owned_client.as_mut() {
                             Some(c) => c.close(),
                             None => client.close(),
                         }
-                        let delay = retry_wait(opts.retry_delay, attempt);
+                        let delay = wait;
                         let reconnected = reconnect_same_phone(prepared, reconnect, delay, &cancelled).and_then(|mut c| {
                             match resend_crc_lists(&mut c, &crc_lists) {
                                 Ok(sent) => Ok((c, sent)),

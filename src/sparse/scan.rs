@@ -236,19 +236,25 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
     let mut chunks = Vec::with_capacity((header.total_chunks as usize).min(4096));
     let mut pending_fill: Option<Backed> = None;
     let mut buf = Vec::new();
-    // The CRC-32 of the expanded image so far (DONT_CARE as zeros), which a CRC32 chunk
-    // states, as libsparse checks it; kept when asked for and the data is read anyway.
+    // What a CRC32 chunk may state, kept when asked for and the data is read anyway. libsparse
+    // disagrees with itself: its reader checks the CRC-32 of the expanded image so far
+    // (DONT_CARE as zeros), its writer computes one over the RAW data, one block of each FILL
+    // and nothing for DONT_CARE. Either is accepted.
     let mut expanded = (read_data && opts.check_crc_chunks).then(Hasher::new);
+    let mut as_written = (read_data && opts.check_crc_chunks).then(Hasher::new);
     while let Some(chunk) = reader.next_chunk()? {
         chunks.push(chunk);
-        if let Some(e) = &mut expanded {
+        if let (Some(e), Some(w)) = (&mut expanded, &mut as_written) {
             let len = chunk.blocks as u64 * blk_sz as u64;
             match chunk.kind {
-                ChunkKind::Fill(v) => e.combine(&fill_hasher(v, len)),
+                ChunkKind::Fill(v) => {
+                    e.combine(&fill_hasher(v, len));
+                    w.combine(&fill_hasher(v, blk_sz as u64));
+                }
                 ChunkKind::DontCare => e.combine(&fill_hasher(0, len)),
                 ChunkKind::Crc32(stated) => {
                     let actual = e.clone().finalize();
-                    if actual != stated {
+                    if actual != stated && w.clone().finalize() != stated {
                         return Err(SparseError::BadChunk {
                             index: chunks.len() as u32 - 1,
                             offset: chunk.data_offset.saturating_sub(header.chunk_hdr_sz as u64 + 4),
@@ -308,15 +314,16 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
                     buf.resize(n, 0);
                 }
                 reader.read_data(&mut buf[..n])?;
-                match (&mut sink.data, &mut expanded) {
-                    (Some(d), Some(e)) => {
-                        // One pass over the bytes for both running CRCs.
+                match (&mut sink.data, &mut expanded, &mut as_written) {
+                    (Some(d), Some(e), Some(w)) => {
+                        // One pass over the bytes for all the running CRCs.
                         let mut h = Hasher::new();
                         h.update(&buf[..n]);
                         d.combine(&h);
                         e.combine(&h);
+                        w.combine(&h);
                     }
-                    (Some(d), None) => d.update(&buf[..n]),
+                    (Some(d), _, _) => d.update(&buf[..n]),
                     _ => {}
                 }
                 if p.piece != usize::MAX {

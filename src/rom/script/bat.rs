@@ -335,7 +335,9 @@ impl BatParser {
     }
 
     fn command(&mut self) -> PResult<BNode> {
-        if self.nesting >= super::MAX_NESTING {
+        // An `if … (` block is two nested commands (the `if` and its `( )` body), and the
+        // innermost command one more: this gives the same 32 block levels as the sh dialect.
+        if self.nesting > 2 * super::MAX_NESTING {
             let msg = format!("blocks nested more than {} deep are not part of a flash script", super::MAX_NESTING);
             return Err((self.line, msg, ScriptErrorKind::Refused));
         }

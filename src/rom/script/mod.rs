@@ -55,17 +55,17 @@ pub struct ScriptError {
 
 impl fmt::Display for ScriptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refusing {} line {}: {}", self.file, self.line, self.reason)?;
-        if !self.text.is_empty() {
-            // A hostile line can be a megabyte long: show its start.
+        // A hostile line (and a reason quoting it) can be a megabyte long: show the start.
+        let short = |text: &str| -> String {
             const SHOWN: usize = 200;
-            match self.text.char_indices().nth(SHOWN) {
-                Some((cut, _)) => {
-                    let more = self.text[cut..].chars().count();
-                    write!(f, "\n    {} … ({more} more characters)", &self.text[..cut])?;
-                }
-                None => write!(f, "\n    {}", self.text)?,
+            match text.char_indices().nth(SHOWN) {
+                Some((cut, _)) => format!("{} … ({} more characters)", &text[..cut], text[cut..].chars().count()),
+                None => text.to_string(),
             }
+        };
+        write!(f, "refusing {} line {}: {}", self.file, self.line, short(&self.reason))?;
+        if !self.text.is_empty() {
+            write!(f, "\n    {}", short(&self.text))?;
         }
         let next = match self.kind {
             ScriptErrorKind::Refused => "mi-flash never runs flash scripts and only accepts the commands official Xiaomi scripts use; this line is not one of them, so the package may have been modified. Use an official package.",
@@ -142,12 +142,10 @@ fn check_leaves_fastboot_last(plan: &Plan) -> Result<(), ScriptError> {
             }
         }
         if let Some(reboot) = left {
-            if !matches!(step.action, Action::Reboot { .. }) {
-                return Err(refuse(
-                    reboot,
-                    format!("this reboot takes the phone out of fastboot, but line {} still needs it: a reboot out of fastboot must come last", step.source.line),
-                ));
-            }
+            return Err(refuse(
+                reboot,
+                format!("this reboot takes the phone out of fastboot, but line {} still needs it: a reboot out of fastboot must come last", step.source.line),
+            ));
         }
         if matches!(step.action, Action::Reboot { target: RebootTarget::System | RebootTarget::Recovery }) {
             left = Some(step);
