@@ -407,7 +407,8 @@ fn shorten(s: &str) -> String {
 }
 
 fn is_hex(token: &str) -> bool {
-    token.len() > 2 && token[..2].eq_ignore_ascii_case("0x")
+    // By bytes: a token may start with any UTF-8 character.
+    token.len() > 2 && token.as_bytes()[..2].eq_ignore_ascii_case(b"0x")
 }
 
 fn parse_hex(token: &str, file: &str, line: usize) -> Result<u32, SparseError> {
@@ -512,7 +513,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_file_and_line() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 8] = [
+            // Found by the package fuzzer: a token starting with a multi-byte character.
+            ("CRC-LIST\nboot 0\u{fffd}1\n", "crclist.txt line 2: `0\u{fffd}1` is not a CRC"),
+            ("CRC-LIST\nboot \u{e9}x12\n", "crclist.txt line 2"),
             (
                 "CRC-LIST\nboot 0xa6c00daf\nvbmeta 11ffca6\n",
                 "crclist.txt line 3: `11ffca6` is not a CRC",
