@@ -305,14 +305,8 @@ pub fn main() -> i32 {
         retries: cli.retries,
         retry_delay: cli.retry_delay,
     };
-    if let Err(e) = target::check_sim_store_names(&ctx.targets, &ctx.connect) {
-        eprintln!("error: {}", e.message);
-        if let Some(h) = &e.hint {
-            eprintln!("  next: {h}");
-        }
-        return e.code;
-    }
-    match commands::run(cli.command, &ctx) {
+    let result = target::check_sim_store_names(&ctx.targets, &ctx.connect).and_then(|()| commands::run(cli.command, &ctx));
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {}", e.message);

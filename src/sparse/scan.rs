@@ -314,20 +314,15 @@ fn scan_sparse<S: Source>(src: S, opts: &ScanOptions) -> Result<ImageScan, Spars
                     buf.resize(n, 0);
                 }
                 reader.read_data(&mut buf[..n])?;
-                match (&mut sink.data, &mut expanded, &mut as_written) {
-                    (Some(d), Some(e), Some(w)) => {
-                        // One pass over the bytes for all the running CRCs.
-                        let mut h = Hasher::new();
-                        h.update(&buf[..n]);
-                        d.combine(&h);
-                        e.combine(&h);
-                        w.combine(&h);
-                    }
-                    (Some(d), _, _) => d.update(&buf[..n]),
-                    _ => {}
+                // One pass over the bytes, combined into every running CRC that wants them
+                // (the whole data, its piece, and the CRC32-chunk checks).
+                let mut h = Hasher::new();
+                h.update(&buf[..n]);
+                for running in [sink.data.as_mut(), expanded.as_mut(), as_written.as_mut()].into_iter().flatten() {
+                    running.combine(&h);
                 }
                 if p.piece != usize::MAX {
-                    sink.piece(p.piece).update(&buf[..n]);
+                    sink.piece(p.piece).combine(&h);
                 }
                 left -= n as u64;
             }
